@@ -1,0 +1,62 @@
+// The one interface every cache store implements (memory, redis). The conformance suite in
+// test/service/store/ runs the same cases against each, so the service never depends on which
+// store is behind it.
+
+export type Stack = "test" | "mirror";
+
+/** What a test call got from its upstream (or the error the service answered with), replayed to
+ * the mirror byte for byte. */
+export interface StoredResponse {
+  status: number;
+  /** End-to-end headers only (no hop-by-hop), names lower-case, in upstream order. */
+  headers: Array<[string, string]>;
+  body: Buffer;
+}
+
+export interface StoreStats {
+  entries: number;
+  /** Bytes held by records (bodies, headers and per-record overhead as the store counts it). */
+  bytes: number;
+}
+
+/** Thrown by a store whose backend is unreachable; the service answers 503 STORE_UNAVAILABLE. */
+export class StoreUnavailableError extends Error {
+  readonly code = "STORE_UNAVAILABLE";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+export interface CacheStore {
+  readonly kind: "memory" | "redis";
+
+  /** `n` of the call key: how many earlier calls with this tuple came from this stack (0 for the
+   * first). Atomic across every replica sharing the store; the counter lives `ttlMs`. */
+  sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number>;
+
+  /** Single-flight for a test call: true when this caller is the one that forwards `key` and
+   * must `put` (or `release`) it; false when another caller (here or on another replica)
+   * already holds it, in which case wait for its record instead of forwarding again. */
+  claim(key: string, ttlMs: number): Promise<boolean>;
+
+  /** Give up a claim without a record (client went away before anything was recorded). */
+  release(key: string): Promise<void>;
+
+  /** Store the record of `key` and wake every waiter, here and on other replicas. */
+  put(key: string, value: StoredResponse, ttlMs: number): Promise<void>;
+
+  get(key: string): Promise<StoredResponse | undefined>;
+
+  /** The record of `key` as soon as it exists (immediately when it already does), or undefined
+   * after `timeoutMs` or when `signal` aborts. Never writes. */
+  wait(key: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredResponse | undefined>;
+
+  /** Resolves when the backend answers; rejects with StoreUnavailableError otherwise. */
+  ping(): Promise<void>;
+
+  stats(): StoreStats;
+
+  /** Release connections and timers; pending waits resolve undefined. */
+  close(): Promise<void>;
+}

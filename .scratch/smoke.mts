@@ -1,0 +1,11 @@
+import { fixture } from "/work/main/test/host/support/fixtures.ts";
+import { EmulatorOptions, ProxyWasmHost } from "/work/main/test/proxy-wasm-host/index.ts";
+const bytes = await fixture("probe");
+const host = await ProxyWasmHost.create(new EmulatorOptions().withWasmBytes(bytes).withPluginConfiguration("hello").withClusters(["cache"]));
+console.log("configured", host.configured);
+const s = host.initializeHttpContext();
+console.log(host.callOnRequestHeaders(s, { ":method": "GET", ":path": "/a", ":authority": "x", "x-test-dispatch": "cache", "x-test-on-response": "reply" }, true));
+const calls = host.getPendingHttpCalls(); console.log(calls);
+host.respondToHttpCall(calls[0].token, { headers: { ":status": "200", "x-mirror-cache": "hit" }, body: "cached!" });
+console.log(host.getStreamState(s), host.getLocalResponse(s));
+console.log(host.getLogs().join("\n"));

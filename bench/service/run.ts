@@ -1,0 +1,739 @@
+// mirror-cache service benchmark: our figures and their baselines, measured side by side in ONE
+// run on this machine, with a real load generator (wrk) in its own process.
+//
+//   npx tsx bench/service/run.ts [--duration 10] [--warmup 3] [--connections 50] [--soak 30]
+//                                [--only bare,nginx,forward,test,hit,redis,memory,soak]
+//                                [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
+//
+// Layout on a 2-core box: the server under test is pinned to CPU 0 (taskset), wrk to CPU 1 (one
+// thread, keep-alive, --connections connections). The bench upstream (node:http serving fixed
+// bytes) also sits on CPU 1: it is only busy in the forwarder / test-path runs, which compare
+// with each other under the same layout. Every run: a warm-up (discarded), then the measured run.
+// Every run uses the same wrk Lua script (wrk/ids.lua), which sets a fresh x-request-id per
+// request, so the load generator does the same work for baselines and for us.
+//
+// Sections:
+//   bare     bare Fastify route serving 1 KiB / 64 KiB from memory            (baseline)
+//   nginx    nginx proxy_cache hit path in front of the upstream, warmed     (baseline)
+//   forward  minimal Fastify + undici forwarder to the upstream              (baseline)
+//   test     ours: test path (forward + record), memory store
+//   hit      ours: mirror hit path, memory store, 1 KiB and 64 KiB
+//   redis    ours: mirror hit path, Redis store (own redis-server), 1 KiB
+//   memory   memory store bytes per record (in-process, --expose-gc)
+//   soak     service RSS sampled over a run on a fixed set of request ids
+// Results: a table on stdout and bench/results/service.json.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import os from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { request } from "undici";
+import { freePort, startRedis, type RedisServer } from "../../test/support/redis-server.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const SIZES = [1024, 65536] as const;
+const SERVER_CPU = "0";
+const LOAD_CPU = "1";
+
+// ---- arguments ---------------------------------------------------------------------------------
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && process.argv[i + 1] !== undefined) return process.argv[i + 1];
+  const eq = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return eq ? eq.slice(name.length + 3) : def;
+}
+const DURATION = Number(arg("duration", "10"));
+const WARMUP = Number(arg("warmup", "3"));
+const CONNECTIONS = Number(arg("connections", "50"));
+const SOAK = Number(arg("soak", "30"));
+const RECORD_GB = Number(arg("record-gb", "10"));
+const QUIET_WAIT = Number(arg("quiet-wait", "180"));
+const ONLY = new Set(arg("only", "bare,nginx,forward,test,hit,redis,memory,soak").split(","));
+const ENTRY = arg("entry", existsSync(join(root, "service/server.ts")) ? "server" : "bench");
+
+const tmp = mkdtempSync(join(os.tmpdir(), "mesh-mirror-bench-"));
+const hasTaskset = spawnSync("taskset", ["--version"]).status === 0 && os.cpus().length >= 2;
+const children = new Set<ChildProcess>();
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- processes ---------------------------------------------------------------------------------
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function pinned(cpu: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return hasTaskset && cpu !== undefined ? ["taskset", ["-c", cpu, cmd, ...args]] : [cmd, args];
+}
+
+function waitForPort(port: number, timeoutMs: number, child: ChildProcess, name: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolveP, reject) => {
+    const attempt = () => {
+      if (child.exitCode !== null) return reject(new Error(`${name} exited with ${child.exitCode}; see ${tmp}/${name}.log`));
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => {
+        s.destroy();
+        resolveP();
+      });
+      s.once("error", () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`${name} did not listen on ${port} within ${timeoutMs} ms; see ${tmp}/${name}.log`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+async function startProc(name: string, cmd: string, args: string[], opts: { env?: Record<string, string>; cpu?: string; port: number }): Promise<Proc> {
+  const [c, a] = pinned(opts.cpu, cmd, args);
+  const out = createWriteStream(join(tmp, `${name}.log`));
+  const child = spawn(c, a, { cwd: root, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  await waitForPort(opts.port, 30_000, child, name);
+  return {
+    name,
+    child,
+    pid: child.pid!, // taskset execs the command: same pid
+    port: opts.port,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+async function startNode(name: string, script: string, env: Record<string, string>, cpu?: string): Promise<Proc> {
+  const port = Number(env.PORT ?? (await freePort()));
+  return startProc(name, process.execPath, ["--import", "tsx", script], { env: { ...env, PORT: String(port) }, cpu, port });
+}
+
+function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+// ---- other load on the machine ---------------------------------------------------------------
+// This box is shared (other sessions compile and test on it). Before each measured run we wait
+// for the machine to be quiet, and during it we count the CPU time of every process that is not
+// ours; a run disturbed by more than 0.15 core is repeated (twice at most), then kept and flagged.
+const HZ = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+function procTicks(): Map<number, { ppid: number; ticks: number }> {
+  const out = new Map<number, { ppid: number; ticks: number }>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const st = readFileSync(`/proc/${name}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      // after the comm: state(0) ppid(1) … utime(11) stime(12)
+      out.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+function ours(snap: Map<number, { ppid: number }>): Set<number> {
+  const mine = new Set<number>([process.pid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, { ppid }] of snap) if (!mine.has(pid) && mine.has(ppid)) {
+      mine.add(pid);
+      grew = true;
+    }
+  }
+  return mine;
+}
+
+/** CPU cores used by processes that are not ours between two snapshots. */
+function foreignCores(before: Map<number, { ticks: number }>, after: Map<number, { ppid: number; ticks: number }>, seconds: number): number {
+  const mine = ours(after);
+  let t = 0;
+  for (const [pid, { ticks }] of after) if (!mine.has(pid)) t += ticks - (before.get(pid)?.ticks ?? 0);
+  return t / HZ / seconds;
+}
+
+async function waitQuiet(label: string): Promise<number> {
+  const deadline = Date.now() + QUIET_WAIT * 1000;
+  let busy = 0;
+  for (;;) {
+    const a = procTicks();
+    await sleep(1000);
+    busy = foreignCores(a, procTicks(), 1);
+    if (busy < 0.1 || Date.now() > deadline) break;
+    log(`${label}: waiting for the machine to be quiet (other processes use ${busy.toFixed(2)} cores)`);
+    await sleep(2000);
+  }
+  return busy;
+}
+
+// ---- wrk ---------------------------------------------------------------------------------------
+interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  requests: number;
+  seconds: number;
+  non2xx: number;
+  socketErrors: number;
+  issued: number;
+}
+
+function ms(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === "us" ? n / 1000 : unit === "ms" ? n : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n;
+}
+
+function parseWrk(text: string): WrkResult {
+  const num = (re: RegExp) => {
+    const m = re.exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const lat = (p: string) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(text);
+    return m ? ms(m[1], m[2]) : Number.NaN;
+  };
+  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const req = /(\d+) requests in ([\d.]+)(us|ms|s|m)/.exec(text);
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    p50ms: lat("50"),
+    p99ms: lat("99"),
+    requests: req ? Number(req[1]) : 0,
+    seconds: req ? ms(req[2], req[3]) / 1000 : 0,
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
+    socketErrors: se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    issued: num(/^issued (\d+)$/m),
+  };
+}
+
+interface WrkRun {
+  port: number;
+  path: string;
+  seconds: number;
+  script?: string;
+  args: string[];
+}
+
+function wrk(run: WrkRun): Promise<WrkResult> {
+  const script = run.script ?? join(here, "wrk/ids.lua");
+  const [c, a] = pinned(LOAD_CPU, "wrk", [
+    "-t1",
+    `-c${CONNECTIONS}`,
+    `-d${run.seconds}s`,
+    "--timeout",
+    "10s",
+    "--latency",
+    "-s",
+    script,
+    `http://127.0.0.1:${run.port}${run.path}`,
+    "--",
+    ...run.args,
+  ]);
+  return new Promise((resolveP, reject) => {
+    const child = spawn(c, a, { stdio: ["ignore", "pipe", "pipe"] });
+    children.add(child);
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    child.stderr!.on("data", (d) => (out += d));
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      children.delete(child);
+      if (code !== 0) return reject(new Error(`wrk exited ${code}:\n${out}`));
+      resolveP(parseWrk(out));
+    });
+  });
+}
+
+type Measured = WrkResult & { warmupIssued: number; foreignCores: number; attempts: number; note?: string };
+
+/** Warm-up (discarded) then the measured run. `args(offset)` builds the Lua args; the offset is
+ * the number of requests already issued (ids are never reused across warm-up, run and retries).
+ * `retry: false` for runs that consume prefilled records. */
+async function measure(label: string, port: number, path: string, args: (offset: number, phase: "warmup" | "run") => string[], seconds = DURATION, retry = true): Promise<Measured> {
+  let offset = 0;
+  let warmupIssued = 0;
+  for (let attempt = 1; ; attempt++) {
+    await waitQuiet(label);
+    log(`${label}: warm-up ${WARMUP} s`);
+    const w = await wrk({ port, path, seconds: WARMUP, args: args(offset, "warmup") });
+    offset += w.issued;
+    warmupIssued += w.issued;
+    log(`${label}: measuring ${seconds} s`);
+    const before = procTicks();
+    const r = await wrk({ port, path, seconds, args: args(offset, "run") });
+    const foreign = foreignCores(before, procTicks(), seconds);
+    offset += r.issued;
+    log(`${label}: ${Math.round(r.rps)} req/s, p99 ${r.p99ms.toFixed(2)} ms${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.socketErrors ? `, ${r.socketErrors} socket errors` : ""}; other processes used ${foreign.toFixed(2)} cores`);
+    if (foreign <= 0.15 || !retry || attempt >= 3) {
+      const note = foreign > 0.15 ? `disturbed: other processes used ${foreign.toFixed(2)} cores during the run` : undefined;
+      if (note) notes.push(`${label}: ${note}`);
+      return { ...r, issued: offset - warmupIssued, warmupIssued, foreignCores: foreign, attempts: attempt, note };
+    }
+    log(`${label}: repeating (disturbed run)`);
+  }
+}
+
+// ---- bench servers ------------------------------------------------------------------------------
+const results: Record<string, unknown> = {};
+const runs: Record<string, Measured | undefined> = {};
+const notes: string[] = [];
+
+function expectedBody(n: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7 + 3) & 0xff;
+  return b;
+}
+
+async function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+  const r = await request(`http://127.0.0.1:${port}${path}`, { headers });
+  return { status: r.statusCode, headers: r.headers, body: Buffer.from(await r.body.arrayBuffer()) };
+}
+
+let upstream: Proc | undefined;
+async function ensureUpstream(): Promise<Proc> {
+  upstream ??= await startNode("upstream", "bench/service/servers/upstream.ts", {}, LOAD_CPU);
+  return upstream;
+}
+
+function serviceEnv(port: number, extra: Record<string, string>): Record<string, string> {
+  return {
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    MIRROR_CACHE_EGRESS_ALLOW: "127.0.0.1/32",
+    ...extra,
+  };
+}
+
+async function startService(name: string, extra: Record<string, string>): Promise<Proc> {
+  const port = await freePort();
+  const script = ENTRY === "server" ? "service/server.ts" : "bench/service/servers/service.ts";
+  const p = await startNode(name, script, serviceEnv(port, extra), SERVER_CPU);
+  // ready = /healthz answers
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await get(port, "/healthz")).status === 200) break;
+    } catch {
+      /* not yet */
+    }
+    await sleep(100);
+  }
+  return p;
+}
+
+// ---- sections ------------------------------------------------------------------------------------
+const ids = (stack: string, ranges: (phase: string) => string, host: string) => (offset: number, phase: "warmup" | "run") => [stack, ranges(phase), String(offset), host];
+
+async function benchBare(): Promise<void> {
+  const p = await startNode("bare", "bench/service/servers/bare.ts", {}, SERVER_CPU);
+  try {
+    for (const size of SIZES) runs[`bare_${size}`] = await measure(`bare fastify ${size} B`, p.port, `/bytes/${size}`, ids("-", (ph) => `bare-${ph}-:1:0`, "-"));
+  } finally {
+    await p.stop();
+  }
+}
+
+async function benchNginx(): Promise<void> {
+  let nginx = spawnSync("sh", ["-c", "command -v nginx || ls /usr/sbin/nginx"], { encoding: "utf8" }).stdout.trim().split("\n")[0];
+  if (!nginx && process.getuid?.() === 0) {
+    log("nginx missing: apt-get install -y nginx");
+    spawnSync("sh", ["-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx"], { stdio: "inherit" });
+    nginx = spawnSync("sh", ["-c", "command -v nginx || ls /usr/sbin/nginx"], { encoding: "utf8" }).stdout.trim().split("\n")[0];
+  }
+  if (!nginx) {
+    notes.push("nginx baseline skipped: nginx is not installed and could not be installed (apt-get install -y nginx)");
+    return;
+  }
+  const up = await ensureUpstream();
+  const port = await freePort();
+  const dir = join(tmp, "nginx");
+  mkdirSync(join(dir, "logs"), { recursive: true });
+  mkdirSync(join(dir, "cache"), { recursive: true });
+  // One worker: the Node servers use one core too (CPU 0). keepalive_requests raised so nginx,
+  // like Node, keeps every wrk connection for the whole run.
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `worker_processes 1;
+${process.getuid?.() === 0 ? "user root;" : ""}
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  keepalive_timeout 65;
+  client_body_temp_path ${dir}/client_temp;
+  proxy_temp_path ${dir}/proxy_temp;
+  fastcgi_temp_path ${dir}/fastcgi_temp;
+  uwsgi_temp_path ${dir}/uwsgi_temp;
+  scgi_temp_path ${dir}/scgi_temp;
+  proxy_cache_path ${dir}/cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=60m use_temp_path=off;
+  upstream origin { server 127.0.0.1:${up.port}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_key $uri;
+      proxy_cache_valid 200 60m;
+      add_header X-Cache $upstream_cache_status;
+    }
+  }
+}
+`,
+  );
+  const p = await startProc("nginx", nginx, ["-p", dir, "-c", join(dir, "nginx.conf")], { cpu: SERVER_CPU, port });
+  try {
+    for (const size of SIZES) {
+      let status = "";
+      for (let i = 0; i < 5 && status !== "HIT"; i++) status = String((await get(port, `/bytes/${size}`)).headers["x-cache"]);
+      if (status !== "HIT") notes.push(`nginx: /bytes/${size} not a cache HIT after warming (${status})`);
+      runs[`nginx_${size}`] = await measure(`nginx proxy_cache ${size} B`, port, `/bytes/${size}`, ids("-", (ph) => `ngx-${ph}-:1:0`, "-"));
+    }
+  } finally {
+    await p.stop();
+  }
+}
+
+async function benchForward(): Promise<void> {
+  const up = await ensureUpstream();
+  const p = await startNode("forwarder", "bench/service/servers/forwarder.ts", { UPSTREAM: `127.0.0.1:${up.port}` }, SERVER_CPU);
+  try {
+    for (const size of SIZES) runs[`forward_${size}`] = await measure(`fastify+undici forwarder ${size} B`, p.port, `/bytes/${size}`, ids("-", (ph) => `fwd-${ph}-:1:0`, `127.0.0.1:${up.port}`));
+  } finally {
+    await p.stop();
+  }
+}
+
+async function benchTestPath(): Promise<void> {
+  const up = await ensureUpstream();
+  const host = `127.0.0.1:${up.port}`;
+  // Default byte budget (256 MiB): at 64 KiB the run records more than that, so evictions happen,
+  // as they would in production.
+  const p = await startService("service-test", { MIRROR_CACHE_STORE: "memory" });
+  try {
+    for (const size of SIZES) {
+      const r = await measure(`ours test path ${size} B`, p.port, `/bytes/${size}`, ids("test", (ph) => `tp${size}-${ph}-:1:0`, host));
+      runs[`test_${size}`] = r;
+    }
+    results.testPathServiceRssBytes = rssBytes(p.pid);
+  } finally {
+    await p.stop();
+  }
+}
+
+/**
+ * Mirror hit path. A mirror call is a hit only when a test call with the same key was recorded:
+ * key = (request id, method, authority, path, n), n = how many same-tuple calls this stack made
+ * before. So every mirror request consumes one record of its own, whatever the id scheme: cycling
+ * through K ids with per-id n needs K·n records just the same. We therefore prefill as many
+ * records as the mirror runs (warm-up + measurement) can use, then drive mirror calls over the
+ * same ids in the same order:
+ *   - prefill: wrk test calls, in chunks; chunk j uses ids "<p>c<j>-2" … "<p>c<j>-<issued>", each
+ *     once (n = 0; wrk never sends a run's first id). The last ≤ `CONNECTIONS` requests of a chunk
+ *     were in flight when wrk stopped and may have left no record, so each chunk's usable range
+ *     stops `CONNECTIONS + 14` short.
+ *   - mirror: wrk with the same Lua script walking the usable ranges in order (ids.lua "ranges"),
+ *     so the i-th mirror request carries the i-th recorded id with n = 0 → a hit.
+ *   - how many: the bare-Fastify rate of that size × (warm-up + duration) × 1.3 (ours cannot
+ *     outrun the bare route by 30 %); if that would not fit `--record-gb`, the run is shortened
+ *     and says so. Running out would show as non-2xx (504 miss after MIRROR_CACHE_WAIT_MS).
+ */
+async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Promise<void> {
+  const up = await ensureUpstream();
+  const host = `127.0.0.1:${up.port}`;
+  let redis: RedisServer | undefined;
+  try {
+    for (const size of sizes) {
+      const est = kind === "memory" ? (runs[`bare_${size}`]?.rps ?? (size > 4096 ? 15_000 : 35_000)) : (runs[`hit_memory_${size}`]?.rps ?? 30_000);
+      const perRecord = size + 1024;
+      const maxRecords = Math.floor((RECORD_GB * 1024 ** 3) / perRecord);
+      let seconds = DURATION;
+      let needed = Math.ceil(est * 1.3 * (WARMUP + seconds)) + 1_000;
+      if (needed > maxRecords) {
+        seconds = Math.max(3, Math.floor(maxRecords / (est * 1.3)) - WARMUP);
+        needed = Math.min(maxRecords, Math.ceil(est * 1.3 * (WARMUP + seconds)) + 1_000);
+        notes.push(`hit ${kind} ${size} B: measured for ${seconds} s (not ${DURATION} s): ${needed} prefilled records are what --record-gb ${RECORD_GB} holds`);
+      }
+      const extra: Record<string, string> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
+      if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(needed * perRecord * 1.2));
+      else {
+        redis ??= await startRedis();
+        spawnSync("redis-cli", ["-p", String(redis.port), "FLUSHALL"]);
+        Object.assign(extra, { MIRROR_CACHE_STORE: "redis", REDIS_URL: redis.url });
+      }
+      const p = await startService(`service-hit-${kind}-${size}`, extra);
+      try {
+        // prefill
+        const testRate = runs[`test_${size}`]?.rps ?? 3_000;
+        const ranges: string[] = [];
+        let usable = 0;
+        const t0 = Date.now();
+        for (let chunk = 0; usable < needed; chunk++) {
+          const secs = Math.min(60, Math.max(2, Math.ceil(((needed - usable) / (testRate * (kind === "redis" ? 0.6 : 1))) * 1.1)));
+          const prefix = `h${kind[0]}${size}c${chunk}-`;
+          const r = await wrk({ port: p.port, path: `/bytes/${size}`, seconds: secs, args: ["test", `${prefix}:1:0`, "0", host] });
+          if (r.non2xx || r.socketErrors) notes.push(`hit ${kind} ${size} B prefill chunk ${chunk}: ${r.non2xx} non-2xx, ${r.socketErrors} socket errors`);
+          // id 1 was never sent (see ids.lua); ids 2 … issued were, minus the tail in flight at the stop
+          const u = Math.max(0, r.issued - 1 - CONNECTIONS - 14);
+          ranges.push(`${prefix}:2:${u}`);
+          usable += u;
+          log(`hit ${kind} ${size} B: prefill chunk ${chunk}: ${r.issued} test calls at ${Math.round(r.rps)}/s (${usable}/${needed} usable)`);
+          if (chunk > 20) throw new Error("prefill is not progressing");
+        }
+        const prefillSeconds = (Date.now() - t0) / 1000;
+        // Sanity: a test call then its mirror call: a hit, byte-identical to the upstream's body.
+        const sid = `sanity-${kind}-${size}`;
+        await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "test", "x-request-id": sid });
+        const s = await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "mirror", "x-request-id": sid });
+        if (s.status !== 200 || s.headers["x-mirror-cache"] !== "hit" || Buffer.compare(s.body, expectedBody(size)) !== 0)
+          throw new Error(`mirror sanity call: status ${s.status}, x-mirror-cache ${String(s.headers["x-mirror-cache"])}, ${s.body.length} bytes`);
+        const rssAfterPrefill = rssBytes(p.pid);
+        const rangeArg = ranges.join(",");
+        const r = await measure(`ours mirror hit (${kind}) ${size} B`, p.port, `/bytes/${size}`, (offset) => ["mirror", rangeArg, String(offset), host], seconds, false);
+        const used = r.warmupIssued + r.issued;
+        const out = used > usable ? `ran out of prefilled records (${used} > ${usable}): the excess missed` : undefined;
+        if (out) notes.push(`hit ${kind} ${size} B: ${out}`);
+        runs[`hit_${kind}_${size}`] = { ...r, note: [r.note, out].filter(Boolean).join("; ") || undefined };
+        results[`hit_${kind}_${size}_prefill`] = { records: usable, seconds: prefillSeconds, rssAfterPrefill, used };
+      } finally {
+        await p.stop();
+      }
+    }
+  } finally {
+    await redis?.destroy();
+  }
+}
+
+async function benchMemory(): Promise<void> {
+  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", join(here, "memory-overhead.ts"), "100000", "1024"], { cwd: root, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`memory-overhead failed:\n${r.stderr}`);
+  results.memoryOverhead = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  log(`memory overhead: ${JSON.stringify(results.memoryOverhead)}`);
+}
+
+async function benchSoak(): Promise<void> {
+  const up = await ensureUpstream();
+  const host = `127.0.0.1:${up.port}`;
+  // Fixed key set: 1,000 request ids, each used by a test call and then a mirror call, over and
+  // over. Records and counters live 10 s, so the store reaches its steady size early in the run;
+  // from then on RSS should stay flat.
+  const p = await startService("service-soak", { MIRROR_CACHE_TTL_MS: "10000", MIRROR_CACHE_WAIT_MS: "2000" });
+  const samples: Array<[number, number]> = [];
+  const t0 = Date.now();
+  const timer = setInterval(() => samples.push([(Date.now() - t0) / 1000, rssBytes(p.pid)]), 1000);
+  try {
+    await waitQuiet("soak");
+    log(`soak: ${SOAK} s`);
+    const r = await wrk({ port: p.port, path: "/bytes/1024", seconds: SOAK, script: join(here, "wrk/pairs.lua"), args: ["1000", host] });
+    clearInterval(timer);
+    // steady state: after the TTL plus a margin, or after the first quarter, whichever is later
+    const from = Math.max(15, SOAK / 4);
+    const steady = samples.filter(([t]) => t >= from).map(([, v]) => v);
+    const half = Math.floor(steady.length / 2);
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+    const firstHalf = mean(steady.slice(0, half));
+    const secondHalf = mean(steady.slice(half));
+    results.soak = {
+      seconds: SOAK,
+      rps: r.rps,
+      p99ms: r.p99ms,
+      non2xx: r.non2xx,
+      rssStartBytes: samples[0]?.[1],
+      rssSteadyFirstHalfBytes: Math.round(firstHalf),
+      rssSteadySecondHalfBytes: Math.round(secondHalf),
+      rssMaxBytes: Math.max(...samples.map(([, v]) => v)),
+      growth: steady.length >= 4 ? secondHalf / firstHalf - 1 : null,
+      samples,
+    };
+    log(`soak: ${Math.round(r.rps)} req/s, RSS ${mb(firstHalf)} → ${mb(secondHalf)} MB over the steady part`);
+  } finally {
+    clearInterval(timer);
+    await p.stop();
+  }
+}
+
+// ---- report --------------------------------------------------------------------------------------
+const mb = (b: number) => (b / 1024 / 1024).toFixed(0);
+const fmt = (n: number | undefined, d = 0) => (n === undefined || Number.isNaN(n) ? "—" : n.toFixed(d));
+
+interface Row {
+  what: string;
+  rps?: number;
+  p99?: number;
+  vs?: string;
+  ratio?: number;
+  p99ratio?: number;
+  target: string;
+  ok?: boolean;
+  note?: string;
+}
+
+function report(): Row[] {
+  const rows: Row[] = [];
+  const r = (k: string) => runs[k];
+  const cmp = (what: string, k: string, base: string, baseLabel: string, min: number, maxP99?: number) => {
+    const a = r(k);
+    const b = r(base);
+    if (!a) return;
+    const ratio = a && b ? a.rps / b.rps : undefined;
+    const p99ratio = a && b ? a.p99ms / b.p99ms : undefined;
+    const ok = ratio === undefined ? undefined : ratio >= min && (maxP99 === undefined || (p99ratio ?? Infinity) <= maxP99) && !a.non2xx;
+    rows.push({
+      what,
+      rps: a.rps,
+      p99: a.p99ms,
+      vs: baseLabel,
+      ratio,
+      p99ratio,
+      target: `≥ ${min}×${maxP99 ? `, p99 ≤ ${maxP99}×` : ""}`,
+      ok,
+      note: [a.non2xx ? `${a.non2xx} non-2xx` : "", a.note ?? "", b?.note ? `baseline ${b.note}` : ""].filter(Boolean).join("; ") || undefined,
+    });
+  };
+  const base = (what: string, k: string) => {
+    const a = r(k);
+    if (a) rows.push({ what, rps: a.rps, p99: a.p99ms, target: "baseline", note: [a.non2xx ? `${a.non2xx} non-2xx` : "", a.note ?? ""].filter(Boolean).join("; ") || undefined });
+  };
+  for (const s of SIZES) base(`bare Fastify route, ${s / 1024} KiB`, `bare_${s}`);
+  for (const s of SIZES) base(`nginx proxy_cache hit, ${s / 1024} KiB`, `nginx_${s}`);
+  for (const s of SIZES) base(`Fastify + undici forwarder, ${s / 1024} KiB`, `forward_${s}`);
+  for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB`, `hit_memory_${s}`, `bare_${s}`, "bare Fastify", 0.8, 1.5);
+  for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB (stretch)`, `hit_memory_${s}`, `nginx_${s}`, "nginx", 0.75);
+  for (const s of SIZES) cmp(`ours: test path, memory, ${s / 1024} KiB`, `test_${s}`, `forward_${s}`, "forwarder", 0.9);
+  for (const s of SIZES) cmp(`ours: mirror hit, redis, ${s / 1024} KiB`, `hit_redis_${s}`, `hit_memory_${s}`, "mirror hit, memory", 0.5);
+  const mo = results.memoryOverhead as { typical: { overheadBeyondBody: number; overheadBeyondPayload: number }; worst: { overheadBeyondBody: number; overheadBeyondPayload: number } } | undefined;
+  if (mo) {
+    rows.push({
+      what: "memory store: bytes/record beyond the body (typical headers)",
+      target: "≤ 512 B",
+      ok: mo.typical.overheadBeyondBody <= 512,
+      note: `${mo.typical.overheadBeyondBody} B (${mo.typical.overheadBeyondPayload} B beyond body+key+header chars)`,
+    });
+    rows.push({
+      what: "memory store: bytes/record beyond the body (every header value unique)",
+      target: "≤ 512 B",
+      ok: mo.worst.overheadBeyondBody <= 512,
+      note: `${mo.worst.overheadBeyondBody} B (${mo.worst.overheadBeyondPayload} B beyond body+key+header chars)`,
+    });
+  }
+  const soak = results.soak as { growth: number | null; rssSteadyFirstHalfBytes: number; rssSteadySecondHalfBytes: number; seconds: number; rps: number; non2xx: number } | undefined;
+  if (soak) {
+    rows.push({
+      what: `service RSS over a ${soak.seconds} s run, fixed ids (test+mirror pairs)`,
+      rps: soak.rps,
+      target: "flat (≤ +10 %)",
+      ok: soak.growth !== null && soak.growth <= 0.1,
+      note: `${mb(soak.rssSteadyFirstHalfBytes)} → ${mb(soak.rssSteadySecondHalfBytes)} MB (${soak.growth === null ? "too short" : `${(soak.growth * 100).toFixed(1)} %`})${soak.non2xx ? `; ${soak.non2xx} non-2xx` : ""}`,
+    });
+  }
+  return rows;
+}
+
+function printTable(rows: Row[]): string {
+  const head = ["scenario", "req/s", "p99 ms", "vs", "ratio", "p99 ratio", "target", "ok", "note"];
+  const lines = rows.map((x) => [
+    x.what,
+    fmt(x.rps),
+    fmt(x.p99, 2),
+    x.vs ?? "",
+    x.ratio === undefined ? "" : `${x.ratio.toFixed(2)}×`,
+    x.p99ratio === undefined ? "" : `${x.p99ratio.toFixed(2)}×`,
+    x.target,
+    x.ok === undefined ? "" : x.ok ? "yes" : "NO",
+    x.note ?? "",
+  ]);
+  const md = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`, ...lines.map((l) => `| ${l.join(" | ")} |`)].join("\n");
+  return md;
+}
+
+// ---- main --------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  if (spawnSync("wrk", ["--version"]).error) throw new Error("wrk is not installed: apt-get install -y wrk");
+  log(`tmp ${tmp}; ${os.cpus().length} CPUs; taskset ${hasTaskset ? "on" : "off"}; service entry: ${ENTRY}`);
+  const started = new Date();
+  try {
+    if (ONLY.has("bare")) await benchBare();
+    if (ONLY.has("nginx")) await benchNginx();
+    if (ONLY.has("forward")) await benchForward();
+    if (ONLY.has("test")) await benchTestPath();
+    if (ONLY.has("hit")) await benchHit("memory", SIZES);
+    if (ONLY.has("redis")) await benchHit("redis", [1024]);
+    if (ONLY.has("memory")) await benchMemory();
+    if (ONLY.has("soak")) await benchSoak();
+  } finally {
+    await upstream?.stop();
+  }
+  const rows = report();
+  const table = printTable(rows);
+  const wrkVersion = spawnSync("wrk", ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
+  const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 1024 ** 3)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
+  console.log(`\nmirror-cache service bench — ${started.toISOString().slice(0, 10)}, ${machine}`);
+  console.log(`wrk -t1 -c${CONNECTIONS}, warm-up ${WARMUP} s + ${DURATION} s per run, server on CPU ${SERVER_CPU}, wrk on CPU ${LOAD_CPU}\n`);
+  console.log(table);
+  for (const n of notes) console.log(`\nnote: ${n}`);
+  const out = join(root, "bench/results/service.json");
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(
+    out,
+    JSON.stringify(
+      {
+        date: started.toISOString(),
+        machine,
+        load: { tool: wrkVersion, threads: 1, connections: CONNECTIONS, warmupSeconds: WARMUP, durationSeconds: DURATION, serverCpu: SERVER_CPU, loadCpu: LOAD_CPU, taskset: hasTaskset },
+        entry: ENTRY,
+        runs,
+        ...results,
+        rows,
+        notes,
+        table,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  console.log(`\nwrote ${out}; logs in ${tmp}`);
+}
+
+function cleanup(): void {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+}
+process.on("exit", cleanup);
+process.on("SIGINT", () => {
+  cleanup();
+  process.exit(130);
+});
+main().catch((err) => {
+  console.error(err);
+  cleanup();
+  process.exit(1);
+});

@@ -1,0 +1,84 @@
+// proxy_http_call (dispatch_http_call). The response comes back on the *root* context;
+// exports.ts routes it to the stream that dispatched it, using the owner recorded here.
+// The response's headers, body and trailers exist only while that callback runs.
+import { proxy_get_status, proxy_http_call } from "./imports";
+import { SLOT_A, SLOT_B, SLOT_C, clearSlots, takeString, toBytes } from "./bytes";
+import { getBufferBytes } from "./buffers";
+import { getHeader, getHeaders } from "./headers";
+import { Header, serializePairs } from "./pairs";
+import { BufferType, MapType, Result, WasmResult } from "./status";
+
+/** Sends a request to an Envoy *cluster* (not a URL). `headers` must hold `:method`, `:path`
+ * and `:authority`, or Envoy answers BadArgument. Returns the call's token. */
+export function httpCall(
+  cluster: string, headers: Header[], body: ArrayBuffer, trailers: Header[], timeoutMs: u32,
+): Result<u32> {
+  const c = toBytes(cluster);
+  const h = serializePairs(headers);
+  const t = serializePairs(trailers);
+  const r = <WasmResult>proxy_http_call(
+    changetype<usize>(c), c.byteLength, changetype<usize>(h), h.byteLength,
+    changetype<usize>(body), body.byteLength, changetype<usize>(t), t.byteLength,
+    timeoutMs, SLOT_A,
+  );
+  return new Result<u32>(r, r == WasmResult.Ok ? load<u32>(SLOT_A) : 0);
+}
+
+/** Outstanding calls of one root context: token → id of the context that dispatched it. */
+export class HttpCallOwners {
+  private owners: Map<u32, u32> = new Map<u32, u32>();
+
+  add(token: u32, owner: u32): void {
+    this.owners.set(token, owner);
+  }
+
+  /** Forgets the token and returns its owner, or -1 for a token this root never issued. */
+  take(token: u32): i64 {
+    if (!this.owners.has(token)) return -1;
+    const owner = this.owners.get(token);
+    this.owners.delete(token);
+    return <i64>owner;
+  }
+}
+
+let responding = false;
+
+/** exports.ts brackets the response callback with these. */
+export function beginHttpCallResponse(): void { responding = true; }
+export function endHttpCallResponse(): void { responding = false; }
+
+export function getHttpCallResponseHeaders(): Result<Header[]> {
+  if (!responding) return new Result<Header[]>(WasmResult.BadArgument, []);
+  return getHeaders(MapType.HttpCallResponseHeaders);
+}
+
+export function getHttpCallResponseHeader(name: string): Result<string> {
+  if (!responding) return new Result<string>(WasmResult.BadArgument, "");
+  return getHeader(MapType.HttpCallResponseHeaders, name);
+}
+
+export function getHttpCallResponseBody(start: u32, length: u32): Result<ArrayBuffer> {
+  if (!responding) return new Result<ArrayBuffer>(WasmResult.BadArgument, new ArrayBuffer(0));
+  // An empty body is reported as size 0 and nothing is there to read.
+  if (length == 0) return new Result<ArrayBuffer>(WasmResult.Ok, new ArrayBuffer(0));
+  return getBufferBytes(BufferType.HttpCallResponseBody, start, length);
+}
+
+export function getHttpCallResponseTrailers(): Result<Header[]> {
+  if (!responding) return new Result<Header[]>(WasmResult.BadArgument, []);
+  return getHeaders(MapType.HttpCallResponseTrailers);
+}
+
+export class CallStatus {
+  constructor(public code: u32, public message: string) {}
+}
+
+/** Why a call failed, inside a response callback that got no headers
+ * (Envoy: code 11 BrokenConnection, message "reset"). */
+export function getHttpCallStatus(): Result<CallStatus> {
+  clearSlots();
+  const r = <WasmResult>proxy_get_status(SLOT_C, SLOT_A, SLOT_B);
+  if (r != WasmResult.Ok) return new Result<CallStatus>(r, new CallStatus(0, ""));
+  const code = load<u32>(SLOT_C);
+  return new Result<CallStatus>(r, new CallStatus(code, takeString(load<usize>(SLOT_A), load<usize>(SLOT_B))));
+}

@@ -1,0 +1,54 @@
+// Properties (contract.md §6): a path is a list of segments joined by NUL
+// (["xds", "node", "metadata", "LABELS", "app"]); values are raw bytes with a typed encoding.
+import { proxy_get_property, proxy_set_property } from "./imports";
+import { SLOT_A, SLOT_B, clearSlots, bytesToString, takeBytes, toBytes } from "./bytes";
+import { Header, deserializePairs } from "./pairs";
+import { Result, WasmResult } from "./status";
+
+export function encodePath(path: string[]): ArrayBuffer {
+  return toBytes(path.join("\0"));
+}
+
+export function getProperty(path: string[]): Result<ArrayBuffer> {
+  const p = encodePath(path);
+  clearSlots();
+  const r = <WasmResult>proxy_get_property(changetype<usize>(p), p.byteLength, SLOT_A, SLOT_B);
+  if (r != WasmResult.Ok) return new Result<ArrayBuffer>(r, new ArrayBuffer(0));
+  return new Result<ArrayBuffer>(r, takeBytes(load<usize>(SLOT_A), load<usize>(SLOT_B)));
+}
+
+/** Stores `value` in the stream's filter state (Envoy: `wasm.<path>`). */
+export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
+  const p = encodePath(path);
+  return <WasmResult>proxy_set_property(changetype<usize>(p), p.byteLength, changetype<usize>(value), value.byteLength);
+}
+
+/** A string or bytes property, as a byte string. */
+export function getPropertyString(path: string[]): Result<string> {
+  const r = getProperty(path);
+  return new Result<string>(r.status, r.ok ? bytesToString(r.value) : "");
+}
+
+/** int/uint/timestamp/duration: 8 bytes little-endian. Other sizes → SerializationFailure. */
+export function decodeInt(value: ArrayBuffer): Result<i64> {
+  if (value.byteLength != 8) return new Result<i64>(WasmResult.SerializationFailure, 0);
+  return new Result<i64>(WasmResult.Ok, load<i64>(changetype<usize>(value)));
+}
+
+/** double (numbers inside a protobuf Struct, such as node metadata): 8 bytes IEEE-754 LE. */
+export function decodeDouble(value: ArrayBuffer): Result<f64> {
+  if (value.byteLength != 8) return new Result<f64>(WasmResult.SerializationFailure, 0);
+  return new Result<f64>(WasmResult.Ok, load<f64>(changetype<usize>(value)));
+}
+
+export function decodeBool(value: ArrayBuffer): Result<bool> {
+  if (value.byteLength != 1) return new Result<bool>(WasmResult.SerializationFailure, false);
+  return new Result<bool>(WasmResult.Ok, load<u8>(changetype<usize>(value)) != 0);
+}
+
+/** Maps (headers, Struct) and lists (items as names with empty values) use the pairs encoding. */
+export function decodePairs(value: ArrayBuffer): Result<Header[]> {
+  const pairs = deserializePairs(changetype<usize>(value), <usize>value.byteLength);
+  if (pairs === null) return new Result<Header[]>(WasmResult.SerializationFailure, []);
+  return new Result<Header[]>(WasmResult.Ok, pairs);
+}

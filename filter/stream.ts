@@ -1,0 +1,206 @@
+// One HTTP stream through the filter (CONTRACTS.md "Filter behaviour on an outbound request").
+//
+// Outbound: passthrough → untouched. Otherwise the app's stack header is removed; without a
+// request id a test call goes on untagged and a mirror call is refused; else the call is
+// tagged, held (with its body when buffer_bodies is on) and dispatched to the cache, whose
+// answer becomes a local reply. A cache failure lets a test call continue to its real
+// upstream (fail open) and refuses a mirror call with a 503 (fail closed).
+// Inbound: on the mirror stack, a -shadow :authority is restored; nothing else.
+import { getBufferBytes } from "./abi/buffers";
+import { StreamContext } from "./abi/context";
+import { addHeader, getHeader, getHeaders, removeHeader, replaceHeader } from "./abi/headers";
+import { getHttpCallResponseBody, getHttpCallResponseHeaders, getHttpCallStatus } from "./abi/http-call";
+import { logAlways, logEnabled } from "./abi/log";
+import { Header } from "./abi/pairs";
+import { getPropertyString } from "./abi/properties";
+import {
+  BufferType, DataAction, HeadersAction, LogLevel, MapType, StreamType, TrailersAction, WasmResult, resultName,
+} from "./abi/status";
+import { Config, Direction, Stack } from "./config";
+import { CACHE_HEADER, cacheAnswer, cacheRequestHeaders } from "./dispatch";
+import { FilterMetrics } from "./metrics";
+import { MeshMirrorRoot } from "./root";
+import { restoreShadowHost } from "./shadow";
+
+enum Phase {
+  /** Not held by the filter. */
+  Idle,
+  /** Headers held, body being buffered until end of stream or trailers. */
+  Buffering,
+  /** Held while the cache call is outstanding. */
+  Dispatched,
+  /** Decided: continued, answered or refused. */
+  Done,
+}
+
+export class MeshMirrorStream extends StreamContext {
+  private phase: Phase = Phase.Idle;
+  /** Buffered request body size, as last reported by on_request_body. */
+  private bodySize: u32 = 0;
+
+  constructor(id: u32, readonly plugin: MeshMirrorRoot) {
+    super(id, plugin);
+  }
+
+  onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
+    const c = this.plugin.config;
+    const m = this.plugin.metrics;
+    if (c === null || m === null) return HeadersAction.Continue;
+    if (c.direction == Direction.Inbound) {
+      restoreShadow(c, m);
+      return HeadersAction.Continue;
+    }
+    if (c.passthrough.matches(getHeader(MapType.RequestHeaders, ":authority").value) || destinationPasses(c)) {
+      m.passthrough.increment();
+      return HeadersAction.Continue;
+    }
+    // No spoofing: whatever stack the app claims is dropped (every copy).
+    removeHeader(MapType.RequestHeaders, c.stackHeader);
+    const requestId = getHeader(MapType.RequestHeaders, c.requestIdHeader);
+    if (!requestId.ok || requestId.value.length == 0) {
+      m.noRequestId.increment();
+      if (c.stack != Stack.Mirror) return HeadersAction.Continue;
+      this.refuse(m, "no-request-id", "NO_REQUEST_ID", "mirror call without " + c.requestIdHeader);
+      return HeadersAction.StopIteration;
+    }
+    const tagged = addHeader(MapType.RequestHeaders, c.stackHeader, c.stackValue);
+    if (tagged != WasmResult.Ok) {
+      return this.failNow(c, m, "could not set " + c.stackHeader + " (" + resultName(tagged) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
+    }
+    m.tagged.increment();
+    if (!endOfStream) {
+      if (c.bufferBodies) {
+        this.phase = Phase.Buffering;
+        return HeadersAction.StopIteration;
+      }
+      m.bodyNotBuffered.increment();
+      if (c.stack != Stack.Mirror) return HeadersAction.Continue;
+      this.refuse(m, "body-not-buffered", "BODY_NOT_BUFFERED", "mirror call with a body while buffer_bodies is false");
+      return HeadersAction.StopIteration;
+    }
+    const why = this.dispatch(c, m, new ArrayBuffer(0), []);
+    if (why.length == 0) return HeadersAction.StopIteration;
+    return this.failNow(c, m, why) ? HeadersAction.Continue : HeadersAction.StopIteration;
+  }
+
+  onRequestBody(bodySize: u32, endOfStream: bool): DataAction {
+    const c = this.plugin.config;
+    const m = this.plugin.metrics;
+    if (this.phase != Phase.Buffering || c === null || m === null) return DataAction.Continue;
+    this.bodySize = bodySize;
+    if (bodySize > c.maxBodyBytes) {
+      const why = "request body of " + bodySize.toString() + " bytes is over max_body_bytes (" + c.maxBodyBytes.toString() + ")";
+      return this.failNow(c, m, why) ? DataAction.Continue : DataAction.StopIterationNoBuffer;
+    }
+    if (!endOfStream) return DataAction.StopIterationAndBuffer;
+    const body = getBufferBytes(BufferType.RequestBody, 0, bodySize);
+    const why = body.ok ? this.dispatch(c, m, body.value, []) : "reading the request body failed (" + resultName(body.status) + ")";
+    if (why.length == 0) return DataAction.StopIterationAndBuffer;
+    return this.failNow(c, m, why) ? DataAction.Continue : DataAction.StopIterationNoBuffer;
+  }
+
+  onRequestTrailers(trailerCount: u32): TrailersAction {
+    const c = this.plugin.config;
+    const m = this.plugin.metrics;
+    if (this.phase != Phase.Buffering || c === null || m === null) return TrailersAction.Continue;
+    const body = this.bodySize > 0 ? getBufferBytes(BufferType.RequestBody, 0, this.bodySize) : null;
+    const trailers = getHeaders(MapType.RequestTrailers);
+    let why = "";
+    if (body !== null && !body.ok) why = "reading the request body failed (" + resultName(body.status) + ")";
+    else why = this.dispatch(c, m, body !== null ? body.value : new ArrayBuffer(0), trailers.ok ? trailers.value : []);
+    if (why.length == 0) return TrailersAction.StopIteration;
+    return this.failNow(c, m, why) ? TrailersAction.Continue : TrailersAction.StopIteration;
+  }
+
+  onHttpCallResponse(token: u32, headerCount: u32, bodySize: u32, trailerCount: u32): void {
+    const c = this.plugin.config;
+    const m = this.plugin.metrics;
+    if (this.phase != Phase.Dispatched || c === null || m === null) return;
+    if (headerCount == 0) {
+      const status = getHttpCallStatus();
+      this.failLater(c, m, "cache call failed (" + (status.ok ? status.value.message : resultName(status.status)) + ")");
+      return;
+    }
+    const headers = getHttpCallResponseHeaders();
+    if (!headers.ok) {
+      this.failLater(c, m, "reading the cache response failed (" + resultName(headers.status) + ")");
+      return;
+    }
+    const answer = cacheAnswer(headers.value);
+    if (answer === null) {
+      this.failLater(c, m, "the cache cluster answered without " + CACHE_HEADER + " (Envoy's own reply: cache unreachable or slow)");
+      return;
+    }
+    const body = getHttpCallResponseBody(0, bodySize);
+    if (!body.ok) {
+      this.failLater(c, m, "reading the cache response body failed (" + resultName(body.status) + ")");
+      return;
+    }
+    this.phase = Phase.Done;
+    m.answered.increment();
+    this.sendLocalResponse(answer.status, "mesh_mirror_cache_answer", body.value, answer.headers);
+  }
+
+  /** Dispatches the held request to the cache; returns "" or why it could not. */
+  private dispatch(c: Config, m: FilterMetrics, body: ArrayBuffer, trailers: Header[]): string {
+    const headers = getHeaders(MapType.RequestHeaders);
+    if (!headers.ok) return "reading the request headers failed (" + resultName(headers.status) + ")";
+    const r = this.httpCall(c.cacheCluster, cacheRequestHeaders(headers.value), body, trailers, c.timeoutMs);
+    if (!r.ok) return "dispatch to " + c.cacheCluster + " refused (" + resultName(r.status) + ")";
+    m.dispatched.increment();
+    this.phase = Phase.Dispatched;
+    return "";
+  }
+
+  /** Cache failure inside a request callback. True: the test call continues (the callback
+   * returns Continue); false: the mirror call was refused. */
+  private failNow(c: Config, m: FilterMetrics, why: string): bool {
+    this.phase = Phase.Done;
+    warnFailure(c, why);
+    if (c.stack == Stack.Mirror) {
+      this.refuse(m, "unavailable", "CACHE_UNAVAILABLE", "mirror-cache unavailable");
+      return false;
+    }
+    m.failedOpen.increment();
+    return true;
+  }
+
+  /** Cache failure in the HTTP-call callback: resume the held test call, or refuse. */
+  private failLater(c: Config, m: FilterMetrics, why: string): void {
+    if (this.failNow(c, m, why)) {
+      const r = this.resume(StreamType.Request);
+      if (r != WasmResult.Ok && logEnabled(LogLevel.Warn)) {
+        logAlways(LogLevel.Warn, "mesh-mirror: resuming the request failed (" + resultName(r) + ")");
+      }
+    }
+  }
+
+  /** The mirror stack's 503: `x-mirror-cache: <reason>` and a JSON body like the cache's. */
+  private refuse(m: FilterMetrics, reason: string, code: string, message: string): void {
+    this.phase = Phase.Done;
+    m.refused.increment();
+    const body = "{\"code\":\"MIRROR_" + code + "\",\"message\":\"" + message + "\"}";
+    const headers: Header[] = [new Header(CACHE_HEADER, reason), new Header("content-type", "application/json")];
+    this.sendLocalResponse(503, "mesh_mirror_" + reason.replaceAll("-", "_"), String.UTF8.encode(body), headers);
+  }
+}
+
+function destinationPasses(c: Config): bool {
+  const address = getPropertyString(["destination", "address"]);
+  return address.ok && c.passthrough.matches(address.value);
+}
+
+function restoreShadow(c: Config, m: FilterMetrics): void {
+  if (c.stack != Stack.Mirror) return;
+  const authority = getHeader(MapType.RequestHeaders, ":authority");
+  if (!authority.ok) return;
+  const original = restoreShadowHost(authority.value);
+  if (original === null) return;
+  if (replaceHeader(MapType.RequestHeaders, ":authority", original) == WasmResult.Ok) m.shadowRestored.increment();
+}
+
+function warnFailure(c: Config, why: string): void {
+  if (!logEnabled(LogLevel.Warn)) return;
+  const policy = c.stack == Stack.Mirror ? "mirror stack refuses the call (503)" : "test stack sends the call to its upstream";
+  logAlways(LogLevel.Warn, "mesh-mirror: " + why + "; " + policy);
+}

@@ -1,0 +1,110 @@
+// What the handlers share: the parsed call and the ways to answer it. Answers are written on the
+// raw ServerResponse with one precomputed flat header array (no Fastify serialization on the hot
+// path, no added Content-Type: a replayed answer carries exactly the recorded headers).
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import { ERRORS, errorBody, type ErrorCode } from "./errors.ts";
+import type { Metrics, Outcome } from "./metrics.ts";
+import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse } from "./store/types.ts";
+
+export interface Call {
+  readonly stack: Stack;
+  readonly requestId: string;
+  readonly method: string;
+  /** Normalized: lower-case, no trailing dot; `host[:port]`. */
+  readonly authority: string;
+  /** The request target as received (path + query), forwarded as is. */
+  readonly path: string;
+  /** `store.sequence` tuple (request id, method, authority, path+query minus ignored params). */
+  readonly tuple: string;
+  /** `http://host:port` or, for MIRROR_CACHE_HTTPS_HOSTS, `https://host:port`. */
+  readonly origin: string;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+}
+
+export interface HandlerDeps {
+  readonly store: CacheStore;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly debug: boolean;
+  readonly ttlMs: number;
+  readonly maxBodyBytes: number;
+}
+
+/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`. */
+export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
+  if (res.headersSent || res.destroyed) return;
+  const h = rec.headers;
+  const flat: string[] = new Array(h.length * 2 + 4);
+  let i = 0;
+  let hasLength = false;
+  for (let j = 0; j < h.length; j++) {
+    const name = h[j][0];
+    if (name === "content-length") hasLength = true;
+    flat[i++] = name;
+    flat[i++] = h[j][1];
+  }
+  flat[i++] = "x-mirror-cache";
+  flat[i++] = cache;
+  if (!hasLength) {
+    flat[i++] = "content-length";
+    flat[i++] = String(rec.body.length);
+  }
+  flat.length = i;
+  res.writeHead(rec.status, flat);
+  res.end(rec.body);
+}
+
+/** Answer with a catalogue error: JSON body, `x-mirror-cache` from the catalogue (or none). */
+export function sendError(res: ServerResponse, code: ErrorCode, message: string, close = false): void {
+  if (res.headersSent || res.destroyed) return;
+  const spec = ERRORS[code];
+  const body = errorBody(code, message);
+  const flat = ["content-type", "application/json", "content-length", String(body.length)];
+  if (spec.cache !== null) flat.push("x-mirror-cache", spec.cache);
+  if (close) flat.push("connection", "close");
+  res.writeHead(spec.status, flat);
+  res.end(body);
+}
+
+export const OUTCOME: Readonly<Record<ErrorCode, Outcome>> = Object.freeze({
+  MIRROR_CACHE_MISS: "miss",
+  EGRESS_DENIED: "denied",
+  INVALID_STACK: "invalid",
+  INVALID_REQUEST_ID: "invalid",
+  INVALID_AUTHORITY: "invalid",
+  BODY_TOO_LARGE: "body_too_large",
+  UPSTREAM_TIMEOUT: "upstream_timeout",
+  UPSTREAM_UNAVAILABLE: "upstream_unavailable",
+  UPSTREAM_RESPONSE_TOO_LARGE: "upstream_response_too_large",
+  STORE_UNAVAILABLE: "store_unavailable",
+  BAD_REQUEST: "bad_request",
+  INTERNAL_ERROR: "internal_error",
+});
+
+/** A store operation failed: 503 STORE_UNAVAILABLE (or 500 for anything that is not the store
+ * being unreachable), counted and logged. */
+export function storeFailed(deps: HandlerDeps, call: Call, op: string, err: unknown): void {
+  deps.metrics.storeError();
+  const unavailable = err instanceof StoreUnavailableError || (err as { code?: string })?.code === "STORE_UNAVAILABLE";
+  const code: ErrorCode = unavailable ? "STORE_UNAVAILABLE" : "INTERNAL_ERROR";
+  deps.metrics.call(call.stack, OUTCOME[code]);
+  if (unavailable) deps.log.warn({ reqId: call.requestId, stack: call.stack, op, err: (err as Error).message }, "store unavailable");
+  else deps.log.error({ reqId: call.requestId, stack: call.stack, op, err }, "store operation failed");
+  sendError(
+    call.res,
+    code,
+    unavailable ? `the ${deps.store.kind} store is unavailable (${op}): ${(err as Error).message}` : `internal error during ${op}`,
+  );
+}
+
+/** Body over the limit, known from Content-Length: refused before anything else. */
+export function declaredBodyTooLarge(call: Call, limit: number): boolean {
+  const cl = call.req.headers["content-length"];
+  return cl !== undefined && Number(cl) > limit;
+}
+
+export function nowSeconds(): number {
+  return performance.now() / 1000;
+}

@@ -1,0 +1,184 @@
+// Forwarding a test call to its real upstream with undici: one Agent (a keep-alive pool per
+// origin), connect / headers / body timeouts, hop-by-hop headers dropped both ways, the request
+// body streamed, TLS origination for the configured https hosts, every connection through the
+// egress connector. Upstream failures come back as error records (status + JSON body) so they can
+// be recorded and replayed to the mirror like any answer.
+import { Transform, type Readable, type TransformCallback } from "node:stream";
+import { Agent, buildConnector } from "undici";
+import type { Config } from "./config.ts";
+import { egressConnector, EgressPolicy, type Connector, type Resolver } from "./egress.ts";
+import { errorBody, type ErrorCode } from "./errors.ts";
+import type { StoredResponse } from "./store/types.ts";
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones), never forwarded either way. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "http2-settings",
+]);
+
+/** Names listed in a Connection header value (lower-case). */
+function connectionTokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const v = Array.isArray(value) ? value.join(",") : value;
+  return v
+    .split(",")
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t.length > 0);
+}
+
+/** Request headers to send upstream, as a flat [name, value, …] array: hop-by-hop headers, the
+ * headers named in `Connection`, `Expect` and the stack header dropped; the rest kept in order. */
+export function upstreamRequestHeaders(rawHeaders: string[], stackHeader: string, connection: string | string[] | undefined): string[] {
+  const extra = connection === undefined ? undefined : connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    if (HOP_BY_HOP.has(name) || name === stackHeader || name === "expect") continue;
+    if (extra !== undefined && extra.includes(name)) continue;
+    out.push(rawHeaders[i], rawHeaders[i + 1]);
+  }
+  return out;
+}
+
+/** Response headers to record: end-to-end only, lower-case, in upstream order. Content-Length is
+ * dropped (the answer carries the recorded body's length) unless the body is empty — a HEAD or
+ * 304 answer keeps the upstream's value. */
+export function recordedResponseHeaders(headers: Record<string, string | string[] | undefined>, bodyLength: number): Array<[string, string]> {
+  const extra = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
+  const out: Array<[string, string]> = [];
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name)) continue;
+    if (name === "content-length" && bodyLength > 0) continue;
+    if (extra !== undefined && extra.includes(name)) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (typeof v === "string") out.push([name, v]);
+    else for (const x of v) out.push([name, x]);
+  }
+  return out;
+}
+
+export class BodyTooLargeError extends Error {
+  readonly code = "BODY_TOO_LARGE";
+  constructor(limit: number) {
+    super(`request body is over MIRROR_CACHE_MAX_BODY_BYTES (${limit} bytes)`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/** Passes a body through, failing with BodyTooLargeError past `limit` bytes. */
+export function limitBody(limit: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      seen += chunk.length;
+      if (seen > limit) cb(new BodyTooLargeError(limit));
+      else cb(null, chunk);
+    },
+  });
+}
+
+export interface ForwardRequest {
+  method: string;
+  /** `http://host:port` or `https://host:port`. */
+  origin: string;
+  path: string;
+  /** Flat [name, value, …], already filtered by `upstreamRequestHeaders`. */
+  headers: string[];
+  body: Readable | null;
+}
+
+export type ForwardResult =
+  | { ok: true; record: StoredResponse }
+  | { ok: false; code: ErrorCode; message: string; record: StoredResponse; cause: unknown };
+
+export interface Forwarder {
+  forward(req: ForwardRequest): Promise<ForwardResult>;
+  close(): Promise<void>;
+}
+
+const JSON_HEADERS: ReadonlyArray<[string, string]> = Object.freeze([["content-type", "application/json"]]) as ReadonlyArray<[string, string]>;
+
+export function errorRecord(code: ErrorCode, status: number, message: string): StoredResponse {
+  return { status, headers: JSON_HEADERS.slice() as Array<[string, string]>, body: errorBody(code, message) };
+}
+
+const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
+
+/** Map a failed upstream exchange to a catalogue code. */
+export function classifyUpstreamError(err: unknown, origin: string): { code: ErrorCode; status: number; message: string } {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e?.code ?? e?.cause?.code ?? "";
+  const detail = e?.message || e?.cause?.message || String(err);
+  if (code === "EGRESS_DENIED") return { code: "EGRESS_DENIED", status: 403, message: `egress to ${origin} refused: ${detail}` };
+  if (code === "BODY_TOO_LARGE") return { code: "BODY_TOO_LARGE", status: 413, message: detail };
+  if (code === "UND_ERR_RES_EXCEEDED_MAX_SIZE")
+    return { code: "UPSTREAM_RESPONSE_TOO_LARGE", status: 502, message: `response from ${origin} is over MIRROR_CACHE_MAX_RESPONSE_BYTES` };
+  if (TIMEOUT_CODES.has(code)) return { code: "UPSTREAM_TIMEOUT", status: 504, message: `upstream ${origin} timed out (${code}): ${detail}` };
+  return { code: "UPSTREAM_UNAVAILABLE", status: 502, message: `upstream ${origin} unavailable${code ? ` (${code})` : ""}: ${detail}` };
+}
+
+export interface ForwarderOptions {
+  config: Readonly<Config>;
+  policy: EgressPolicy;
+  resolver: Resolver;
+  /** Socket-level connector; default undici's `buildConnector` with the configured timeout and CAs. */
+  connector?: Connector;
+  onDenied?: (reason: string) => void;
+}
+
+export function createForwarder(o: ForwarderOptions): Forwarder {
+  const { config } = o;
+  const inner =
+    o.connector ??
+    buildConnector({
+      timeout: config.connectTimeoutMs,
+      ...(config.tlsCa ? { ca: config.tlsCa as string[] } : {}),
+    });
+  const agent = new Agent({
+    connect: egressConnector({
+      policy: o.policy,
+      resolve: o.resolver,
+      connect: inner,
+      resolveTimeoutMs: config.connectTimeoutMs,
+      onDenied: o.onDenied,
+    }),
+    headersTimeout: config.upstreamTimeoutMs,
+    bodyTimeout: config.upstreamTimeoutMs,
+    maxResponseSize: config.maxResponseBytes,
+    keepAliveTimeout: 4_000,
+    pipelining: 1,
+  });
+
+  return {
+    async forward(req) {
+      try {
+        const res = await agent.request({
+          origin: req.origin,
+          path: req.path,
+          method: req.method,
+          headers: req.headers,
+          body: req.body ?? undefined,
+        });
+        const ab = await res.body.arrayBuffer();
+        const body = Buffer.from(ab);
+        return {
+          ok: true,
+          record: { status: res.statusCode, headers: recordedResponseHeaders(res.headers, body.length), body },
+        };
+      } catch (err) {
+        const c = classifyUpstreamError(err, req.origin);
+        return { ok: false, code: c.code, message: c.message, record: errorRecord(c.code, c.status, c.message), cause: err };
+      }
+    },
+    close: () => agent.close(),
+  };
+}

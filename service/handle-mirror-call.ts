@@ -1,0 +1,64 @@
+// A mirror call: answered from the record of its test call, never from an upstream. This module
+// is given the store and nothing that can open a connection (no forwarder, no dispatcher), and it
+// only ever reads records (`sequence` counts, `get`/`wait` read) — it never `put`s or `claim`s.
+import { sendError, sendRecord, storeFailed, declaredBodyTooLarge, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
+import { callKey } from "./key.ts";
+
+export interface MirrorDeps extends HandlerDeps {
+  readonly waitMs: number;
+}
+
+export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<void> {
+  const { store, metrics, log, debug, ttlMs, waitMs, maxBodyBytes } = deps;
+  return async function mirrorCall(call: Call): Promise<void> {
+    if (declaredBodyTooLarge(call, maxBodyBytes)) {
+      metrics.call("mirror", "body_too_large");
+      return sendError(call.res, "BODY_TOO_LARGE", `request body is over MIRROR_CACHE_MAX_BODY_BYTES (${maxBodyBytes} bytes)`, true);
+    }
+    let key: string;
+    let rec;
+    try {
+      const n = await store.sequence("mirror", call.tuple, ttlMs);
+      key = callKey(call.tuple, n);
+      rec = await store.get(key);
+    } catch (err) {
+      return storeFailed(deps, call, "get", err);
+    }
+    if (rec !== undefined) {
+      metrics.observeWait(0);
+      metrics.call("mirror", "hit");
+      if (debug) log.debug({ reqId: call.requestId, stack: "mirror", key, outcome: "hit", status: rec.status }, "call");
+      return sendRecord(call.res, rec, "hit");
+    }
+    // Not recorded yet: the test call is in flight or has not arrived. Wait, but stop waiting
+    // when our client goes away.
+    const res = call.res;
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!res.writableEnded) ac.abort();
+    };
+    res.once("close", onClose);
+    const t0 = nowSeconds();
+    try {
+      rec = await store.wait(key, waitMs, ac.signal);
+    } catch (err) {
+      return storeFailed(deps, call, "wait", err);
+    } finally {
+      res.off("close", onClose);
+    }
+    metrics.observeWait(nowSeconds() - t0);
+    if (ac.signal.aborted) {
+      metrics.call("mirror", "client_closed");
+      if (debug) log.debug({ reqId: call.requestId, stack: "mirror", key, outcome: "client_closed" }, "call");
+      return;
+    }
+    if (rec !== undefined) {
+      metrics.call("mirror", "hit");
+      if (debug) log.debug({ reqId: call.requestId, stack: "mirror", key, outcome: "hit", status: rec.status, waitedMs: Math.round((nowSeconds() - t0) * 1000) }, "call");
+      return sendRecord(res, rec, "hit");
+    }
+    metrics.call("mirror", "miss");
+    log.warn({ reqId: call.requestId, stack: "mirror", method: call.method, authority: call.authority, path: call.path, n: key.slice(key.lastIndexOf("\n") + 1), waitMs }, "mirror call missed: no test call recorded within the wait bound");
+    sendError(res, "MIRROR_CACHE_MISS", `no test-stack call ${call.method} ${call.authority}${call.path} with request id ${JSON.stringify(call.requestId)} was recorded within ${waitMs} ms`);
+  };
+}

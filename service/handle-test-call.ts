@@ -1,0 +1,107 @@
+// A test call: counted, claimed (single-flight across replicas), forwarded to its real upstream,
+// recorded, answered with `x-mirror-cache: pass`. An upstream failure is recorded too, so the
+// mirror sees the same failure. A client that goes away mid-body leaves no record: the claim is
+// released.
+import { OUTCOME, sendError, sendRecord, storeFailed, declaredBodyTooLarge, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
+import { ERRORS } from "./errors.ts";
+import { limitBody, upstreamRequestHeaders, type Forwarder } from "./forward.ts";
+import { callKey } from "./key.ts";
+import type { Readable } from "node:stream";
+
+export interface TestDeps extends HandlerDeps {
+  readonly forwarder: Forwarder;
+  readonly stackHeader: string;
+  /** How long a claim holds, and how long a test call that lost its claim waits for the record. */
+  readonly claimTtlMs: number;
+}
+
+function hasBody(call: Call): boolean {
+  const h = call.req.headers;
+  if (h["transfer-encoding"] !== undefined) return true;
+  const cl = h["content-length"];
+  return cl !== undefined && cl !== "0";
+}
+
+export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void> {
+  const { store, metrics, log, debug, ttlMs, maxBodyBytes, forwarder, stackHeader, claimTtlMs } = deps;
+
+  async function forwardAndRecord(call: Call, key: string): Promise<void> {
+    const req = call.req;
+    let body: Readable | null = null;
+    if (hasBody(call)) body = req.headers["content-length"] !== undefined ? req : req.pipe(limitBody(maxBodyBytes));
+    const headers = upstreamRequestHeaders(req.rawHeaders, stackHeader, req.headers.connection);
+    const t0 = nowSeconds();
+    const fr = await forwarder.forward({ method: call.method, origin: call.origin, path: call.path, headers, body });
+    metrics.observeUpstream(nowSeconds() - t0);
+
+    if (!fr.ok) {
+      const clientGone = body !== null && !req.complete;
+      if (fr.code === "BODY_TOO_LARGE" || clientGone) {
+        // Nothing to record: the call itself was bad or never fully arrived.
+        try {
+          await store.release(key);
+        } catch (err) {
+          metrics.storeError();
+          log.warn({ reqId: call.requestId, key, err: (err as Error).message }, "releasing a claim failed");
+        }
+        if (clientGone) {
+          metrics.call("test", "client_closed");
+          log.warn({ reqId: call.requestId, stack: "test", origin: call.origin }, "client went away before its request body was sent; claim released, nothing recorded");
+          return;
+        }
+        metrics.call("test", "body_too_large");
+        return sendError(call.res, "BODY_TOO_LARGE", fr.message, true);
+      }
+      if (fr.code === "EGRESS_DENIED") metrics.egressDenied();
+      log.warn({ reqId: call.requestId, stack: "test", code: fr.code, origin: call.origin, path: call.path, err: fr.message }, "upstream call failed; failure recorded");
+    }
+
+    try {
+      await store.put(key, fr.record, ttlMs);
+    } catch (err) {
+      // The upstream answered: the test call still gets it (never lose a test call because the
+      // mirror machinery failed); only the mirror will miss.
+      metrics.storeError();
+      log.error({ reqId: call.requestId, key, err: (err as Error).message }, "recording failed; answering the test call anyway");
+      store.release(key).catch(() => undefined);
+    }
+    const outcome = fr.ok ? "pass" : OUTCOME[fr.code];
+    metrics.call("test", outcome);
+    if (debug) log.debug({ reqId: call.requestId, stack: "test", key, outcome, status: fr.record.status }, "call");
+    sendRecord(call.res, fr.record, fr.ok ? "pass" : (ERRORS[fr.code].cache ?? "pass"));
+  }
+
+  return async function testCall(call: Call): Promise<void> {
+    if (declaredBodyTooLarge(call, maxBodyBytes)) {
+      metrics.call("test", "body_too_large");
+      return sendError(call.res, "BODY_TOO_LARGE", `request body is over MIRROR_CACHE_MAX_BODY_BYTES (${maxBodyBytes} bytes)`, true);
+    }
+    let key: string;
+    let won: boolean;
+    try {
+      const n = await store.sequence("test", call.tuple, ttlMs);
+      key = callKey(call.tuple, n);
+      won = await store.claim(key, claimTtlMs);
+    } catch (err) {
+      return storeFailed(deps, call, "claim", err);
+    }
+    if (won) return forwardAndRecord(call, key);
+
+    // Another caller (here or on another replica) forwards this key: answer with its record.
+    try {
+      const rec = await store.wait(key, claimTtlMs);
+      if (rec !== undefined) {
+        metrics.call("test", "pass");
+        if (debug) log.debug({ reqId: call.requestId, stack: "test", key, outcome: "pass", shared: true }, "call");
+        return sendRecord(call.res, rec, "pass");
+      }
+      // The holder vanished without recording (crashed replica): take over if we can.
+      if (await store.claim(key, claimTtlMs)) return forwardAndRecord(call, key);
+    } catch (err) {
+      return storeFailed(deps, call, "wait", err);
+    }
+    metrics.call("test", "upstream_timeout");
+    log.warn({ reqId: call.requestId, stack: "test", key }, "another caller holds this call's claim and recorded nothing in time");
+    sendError(call.res, "UPSTREAM_TIMEOUT", `another caller is forwarding ${call.method} ${call.authority}${call.path} and recorded nothing within ${claimTtlMs} ms`);
+  };
+}

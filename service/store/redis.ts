@@ -1,0 +1,387 @@
+// Redis CacheStore (ioredis): records, sequence counters, claims and wake-ups shared by every
+// replica that points at the same Redis and key prefix.
+//
+// Keys (prefix default "mesh-mirror:"):
+//   <p>r:<key>             record: one binary value (codec.ts), SET … PX ttl
+//   <p>s:<stack>:<tuple>   sequence counter: INCR + PEXPIRE in one Lua script (atomic)
+//   <p>c:<key>             claim: SET … 1 NX PX ttl; release = DEL
+//   channel <p>put         PUBLISH <key> after each put, so waiters on any replica re-read it
+//
+// Waits: GET; if absent, register a local waiter (map keyed by record key), make sure the one
+// shared subscriber connection is subscribed, then GET again (a put between the first GET and the
+// subscription is not lost). A message for a waited key triggers one GET for all its local
+// waiters. After any reconnect (of either connection) every waited key is re-read, so a put made
+// while a connection was down is not lost either; waits that see nothing before their timeout
+// resolve undefined.
+//
+// Failure: the offline queue is off and no command is retried, so while Redis is unreachable
+// every method rejects at once with StoreUnavailableError (`wait` too, when it cannot do its
+// first GET); commands on a live but stalled connection fail after `commandTimeoutMs`. ioredis
+// reconnects on its own (backoff capped at 1 s); the store works again without being recreated.
+// Calls made before the very first connection is up wait for it (at most `connectTimeoutMs`).
+import { Redis, type RedisOptions } from "ioredis";
+import { decodeRecord, encodeRecord } from "./codec.ts";
+import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+
+export interface RedisStoreOptions {
+  /** redis://[user:pass@]host:port[/db] */
+  url: string;
+  /** Prefix of every key and of the pub/sub channel. Default "mesh-mirror:". */
+  keyPrefix?: string;
+  /** TCP connect timeout, and the longest a call made before the first connection waits. Default 2000. */
+  connectTimeoutMs?: number;
+  /** A command with no answer after this long fails with StoreUnavailableError. Default 2000. */
+  commandTimeoutMs?: number;
+  /** `ping()` timeout. Default 500. */
+  pingTimeoutMs?: number;
+  /** Extra ioredis options (tls, username, …); the failure-policy options above win. */
+  redis?: RedisOptions;
+}
+
+interface Waiter {
+  key: string;
+  resolve: (value: StoredResponse | undefined) => void;
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  done: boolean;
+}
+
+const SEQUENCE_LUA = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n - 1
+`;
+
+type SeqClient = Redis & { mmSequence(key: string, ttl: number): Promise<number> };
+
+function unavailable(err: unknown): StoreUnavailableError {
+  if (err instanceof StoreUnavailableError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new StoreUnavailableError(`redis store unavailable: ${msg}`, { cause: err });
+}
+
+function ttlOf(ttlMs: number): number {
+  const t = Math.ceil(ttlMs);
+  if (!(t > 0)) throw new TypeError(`ttlMs must be a positive number (got ${ttlMs})`);
+  return t;
+}
+
+const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
+
+export function createRedisStore(options: RedisStoreOptions): CacheStore {
+  const prefix = options.keyPrefix ?? "mesh-mirror:";
+  const connectTimeout = options.connectTimeoutMs ?? 2000;
+  const commandTimeout = options.commandTimeoutMs ?? 2000;
+  const pingTimeout = options.pingTimeoutMs ?? 500;
+  const channel = prefix + "put";
+  const recKey = (key: string) => prefix + "r:" + key;
+
+  const connOptions: RedisOptions = {
+    ...options.redis,
+    lazyConnect: false,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    autoResubscribe: false, // we resubscribe ourselves, then re-read waited keys
+    enableReadyCheck: true,
+    connectTimeout,
+    commandTimeout,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
+  };
+
+  let closed = false;
+  const waiters = new Map<string, Waiter[]>();
+
+  // ---- main connection --------------------------------------------------------------------
+  const client = new Redis(options.url, connOptions) as SeqClient;
+  client.defineCommand("mmSequence", { numberOfKeys: 1, lua: SEQUENCE_LUA });
+  let lastError: unknown;
+  // Until the first connection attempt has either succeeded or failed, calls wait for it.
+  let starting = true;
+  let startWaiters: Array<() => void> = [];
+  const endStarting = () => {
+    if (!starting) return;
+    starting = false;
+    const list = startWaiters;
+    startWaiters = [];
+    for (const f of list) f();
+  };
+  client.on("error", (err) => {
+    lastError = err; // handled: ioredis would otherwise print "Unhandled error event"
+  });
+  client.on("close", endStarting);
+  client.on("ready", () => {
+    const wasStarting = starting;
+    endStarting();
+    if (!wasStarting) recheckAll(); // puts made while we were away
+  });
+
+  function whenReady(): Promise<void> {
+    if (closed) return Promise.reject(new StoreUnavailableError("redis store is closed"));
+    if (client.status === "ready") return Promise.resolve();
+    if (!starting) {
+      return Promise.reject(
+        new StoreUnavailableError(`redis store unavailable (connection ${client.status})`, { cause: lastError }),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        startWaiters = startWaiters.filter((f) => f !== check);
+        reject(new StoreUnavailableError(`redis store unavailable: no connection after ${connectTimeout} ms`, { cause: lastError }));
+      }, connectTimeout);
+      const check = () => {
+        clearTimeout(timer);
+        if (client.status === "ready") resolve();
+        else reject(new StoreUnavailableError(`redis store unavailable (connection ${client.status})`, { cause: lastError }));
+      };
+      startWaiters.push(check);
+    });
+  }
+
+  /** Runs a command on the main connection, failing fast when it is not ready. */
+  function run<T>(fn: () => Promise<T>): Promise<T> {
+    if (client.status === "ready" && !closed) return fn().catch((err) => Promise.reject(unavailable(err)));
+    return whenReady().then(fn).catch((err) => Promise.reject(unavailable(err)));
+  }
+
+  // ---- subscriber connection (created on the first wait that needs it) ---------------------
+  let sub: Redis | undefined;
+  let subscribed = false;
+  let subWaiters: Array<() => void> = [];
+
+  function ensureSubscribed(): Promise<void> {
+    if (subscribed) return Promise.resolve();
+    if (!sub) {
+      const s = new Redis(options.url, connOptions);
+      sub = s;
+      s.on("error", (err) => {
+        lastError = err;
+      });
+      s.on("close", () => {
+        subscribed = false;
+      });
+      s.on("ready", () => {
+        s.subscribe(channel).then(
+          () => {
+            subscribed = true;
+            const list = subWaiters;
+            subWaiters = [];
+            for (const f of list) f();
+            recheckAll();
+          },
+          () => {
+            /* connection dropped again; the next "ready" retries */
+          },
+        );
+      });
+      s.on("message", (_ch: string, key: string) => {
+        if (waiters.has(key)) recheck(key);
+      });
+    }
+    return new Promise<void>((resolve) => subWaiters.push(resolve));
+  }
+
+  // ---- waiters -----------------------------------------------------------------------------
+  function settle(w: Waiter, value: StoredResponse | undefined): void {
+    if (w.done) return;
+    w.done = true;
+    if (w.timer !== undefined) clearTimeout(w.timer);
+    if (w.signal && w.onAbort) w.signal.removeEventListener("abort", w.onAbort);
+    w.resolve(value);
+  }
+
+  function drop(w: Waiter): void {
+    const list = waiters.get(w.key);
+    if (!list) return;
+    const i = list.indexOf(w);
+    if (i < 0) return;
+    if (list.length === 1) waiters.delete(w.key);
+    else list.splice(i, 1);
+  }
+
+  function wake(key: string, value: StoredResponse): void {
+    const list = waiters.get(key);
+    if (!list) return;
+    waiters.delete(key);
+    for (const w of list) settle(w, value);
+  }
+
+  // One GET per waited key at a time; a wake-up that arrives while one is in flight re-runs it
+  // afterwards (that GET may have been answered before the put).
+  const rechecking = new Map<string, boolean>();
+  function recheck(key: string): void {
+    if (closed || !waiters.has(key)) return;
+    if (rechecking.has(key)) {
+      rechecking.set(key, true);
+      return;
+    }
+    rechecking.set(key, false);
+    const done = () => {
+      const again = rechecking.get(key);
+      rechecking.delete(key);
+      if (again) recheck(key);
+    };
+    if (client.status !== "ready") {
+      // Re-read when the main connection is back ("ready" → recheckAll).
+      rechecking.delete(key);
+      return;
+    }
+    client.getBuffer(recKey(key)).then(
+      (buf) => {
+        if (buf) {
+          try {
+            wake(key, decodeRecord(buf));
+          } catch {
+            /* not ours / corrupt: leave the waiters to time out */
+          }
+        }
+        done();
+      },
+      () => done(),
+    );
+  }
+
+  function recheckAll(): void {
+    for (const key of waiters.keys()) recheck(key);
+  }
+
+  // ---- stats: what this replica wrote, bucketed by expiry second ----------------------------
+  const expiries = new Map<number, { entries: number; bytes: number }>();
+  let statEntries = 0;
+  let statBytes = 0;
+  function countPut(bytes: number, ttl: number): void {
+    const sec = Math.ceil((Date.now() + ttl) / 1000);
+    let b = expiries.get(sec);
+    if (!b) {
+      b = { entries: 0, bytes: 0 };
+      expiries.set(sec, b);
+    }
+    b.entries++;
+    b.bytes += bytes;
+    statEntries++;
+    statBytes += bytes;
+  }
+
+  const store: CacheStore = {
+    kind: "redis",
+
+    sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
+      const ttl = ttlOf(ttlMs);
+      return run(() => client.mmSequence(prefix + "s:" + stack + ":" + tuple, ttl)).then(Number);
+    },
+
+    claim(key: string, ttlMs: number): Promise<boolean> {
+      const ttl = ttlOf(ttlMs);
+      return run(() => client.set(prefix + "c:" + key, "1", "PX", ttl, "NX")).then((r) => r === "OK");
+    },
+
+    release(key: string): Promise<void> {
+      return run(() => client.del(prefix + "c:" + key)).then(() => undefined);
+    },
+
+    put(key: string, value: StoredResponse, ttlMs: number): Promise<void> {
+      const ttl = ttlOf(ttlMs);
+      const buf = encodeRecord(value);
+      const k = recKey(key);
+      return run(() => client.pipeline().set(k, buf, "PX", ttl).publish(channel, key).exec()).then((results) => {
+        for (const [err] of results ?? []) if (err) throw unavailable(err);
+        countPut(buf.length + k.length, ttl);
+        wake(key, value); // local waiters: no need to read it back
+      });
+    },
+
+    get(key: string): Promise<StoredResponse | undefined> {
+      return run(() => client.getBuffer(recKey(key))).then((buf) => (buf ? decodeRecord(buf) : undefined));
+    },
+
+    async wait(key: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredResponse | undefined> {
+      if (closed) return undefined;
+      const first = await store.get(key);
+      if (first !== undefined) return first;
+      if (!(timeoutMs > 0) || signal?.aborted || closed) return UNDEFINED;
+      return new Promise<StoredResponse | undefined>((resolve) => {
+        const w: Waiter = { key, resolve, timer: undefined, signal, onAbort: undefined, done: false };
+        w.timer = setTimeout(() => {
+          w.timer = undefined;
+          drop(w);
+          settle(w, undefined);
+        }, timeoutMs);
+        if (signal) {
+          w.onAbort = () => {
+            drop(w);
+            settle(w, undefined);
+          };
+          signal.addEventListener("abort", w.onAbort, { once: true });
+        }
+        const list = waiters.get(key);
+        if (list) list.push(w);
+        else waiters.set(key, [w]);
+        // Subscribed → read again: a put that landed between the first GET and the subscription
+        // is seen here; one after it arrives as a message.
+        if (subscribed) recheck(key);
+        else ensureSubscribed().then(() => recheck(key));
+      });
+    },
+
+    ping(): Promise<void> {
+      if (closed) return Promise.reject(new StoreUnavailableError("redis store is closed"));
+      if (client.status !== "ready" && !starting) {
+        return Promise.reject(new StoreUnavailableError(`redis store unavailable (connection ${client.status})`, { cause: lastError }));
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer PING within ${pingTimeout} ms`)), pingTimeout);
+      });
+      return Promise.race([run(() => client.ping()), timeout])
+        .then(() => undefined)
+        .finally(() => clearTimeout(timer));
+    },
+
+    /**
+     * Records THIS replica put that have not reached their TTL yet (entries, and bytes as
+     * encoded value + key), from local counters bucketed by expiry second — no Redis round trip.
+     * Records written by other replicas are not counted; a record overwritten or evicted by
+     * Redis (maxmemory) still counts until its TTL.
+     */
+    stats(): StoreStats {
+      const nowSec = Date.now() / 1000;
+      for (const [sec, b] of expiries) {
+        if (sec <= nowSec) {
+          statEntries -= b.entries;
+          statBytes -= b.bytes;
+          expiries.delete(sec);
+        }
+      }
+      return { entries: statEntries, bytes: statBytes };
+    },
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      const all = [...waiters.values()];
+      waiters.clear();
+      for (const list of all) for (const w of list) settle(w, undefined);
+      for (const f of startWaiters) f();
+      startWaiters = [];
+      for (const f of subWaiters) f();
+      subWaiters = [];
+      await Promise.all([quit(client), sub ? quit(sub) : undefined]);
+    },
+  };
+  return store;
+}
+
+async function quit(conn: Redis): Promise<void> {
+  if (conn.status === "ready") {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      conn.quit().catch(() => undefined),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, 500);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+  conn.disconnect();
+}

@@ -1,0 +1,241 @@
+// One conformance suite for every CacheStore (undici-style): memory-store.test.ts and
+// redis-store.test.ts call describeCacheStore with a factory; each case gets a fresh store (for
+// Redis: a fresh key prefix on the shared test redis-server).
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { StoreUnavailableError, type CacheStore, type StoredResponse } from "../../../service/store/types.ts";
+
+export type MakeStore = () => CacheStore | Promise<CacheStore>;
+
+const TTL = 60_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Every byte value, twice, so an encoding that is not binary-safe shows. */
+function binaryBody(): Buffer {
+  const b = Buffer.alloc(512);
+  for (let i = 0; i < b.length; i++) b[i] = i & 0xff;
+  return b;
+}
+
+function record(body: Buffer | string = "hello", status = 200): StoredResponse {
+  return {
+    status,
+    headers: [
+      ["content-type", "application/octet-stream"],
+      ["set-cookie", "a=1; Path=/"],
+      ["set-cookie", "b=2; Path=/"],
+      ["x-unicode", "café ☕"],
+      ["x-empty", ""],
+    ],
+    body: typeof body === "string" ? Buffer.from(body) : body,
+  };
+}
+
+function expectSame(got: StoredResponse | undefined, want: StoredResponse): void {
+  expect(got).toBeDefined();
+  expect(got!.status).toBe(want.status);
+  expect(got!.headers).toEqual(want.headers);
+  expect(Buffer.compare(got!.body, want.body)).toBe(0);
+  expect(got!.body.length).toBe(want.body.length);
+}
+
+export function describeCacheStore(name: string, makeStore: MakeStore): void {
+  describe(`CacheStore conformance: ${name}`, () => {
+    let store: CacheStore;
+    beforeEach(async () => {
+      store = await makeStore();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe("records", () => {
+      it("put-then-get-roundtrips-byte-identical-binary-body-and-repeated-headers", async () => {
+        const r = record(binaryBody(), 201);
+        await store.put("k1", r, TTL);
+        expectSame(await store.get("k1"), r);
+      });
+
+      it("put-then-get-roundtrips-empty-body-and-no-headers", async () => {
+        const r: StoredResponse = { status: 204, headers: [], body: Buffer.alloc(0) };
+        await store.put("empty", r, TTL);
+        expectSame(await store.get("empty"), r);
+      });
+
+      it("roundtrips-a-large-body-and-error-statuses", async () => {
+        const big = Buffer.alloc(256 * 1024);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+        const r = record(big, 502);
+        await store.put("big", r, TTL);
+        expectSame(await store.get("big"), r);
+      });
+
+      it("keys-are-exact-strings-with-separators-and-unicode", async () => {
+        const a = "rid-1\0GET\0api.example.com\0/a?x=1\u00000";
+        const b = "rid-1\0GET\0api.example.com\0/a?x=1\u00001";
+        const u = "rid-ü\0GET\0host\0/päth\u00000";
+        await store.put(a, record("A"), TTL);
+        await store.put(u, record("U"), TTL);
+        expect((await store.get(a))?.body.toString()).toBe("A");
+        expect(await store.get(b)).toBeUndefined();
+        expect((await store.get(u))?.body.toString()).toBe("U");
+      });
+
+      it("get-of-a-missing-key-is-undefined", async () => {
+        expect(await store.get("nope")).toBeUndefined();
+      });
+
+      it("put-overwrites-a-record", async () => {
+        await store.put("k", record("one"), TTL);
+        await store.put("k", record("two"), TTL);
+        expect((await store.get("k"))?.body.toString()).toBe("two");
+      });
+
+      it("record-expires-after-its-ttl", async () => {
+        await store.put("short", record("x"), 60);
+        await store.put("long", record("y"), TTL);
+        expect(await store.get("short")).toBeDefined();
+        await sleep(200);
+        expect(await store.get("short")).toBeUndefined();
+        expect(await store.get("long")).toBeDefined();
+      });
+
+      it("stats-count-a-stored-record", async () => {
+        const before = store.stats();
+        await store.put("s", record("stats"), TTL);
+        const after = store.stats();
+        expect(after.entries).toBe(before.entries + 1);
+        expect(after.bytes).toBeGreaterThan(before.bytes);
+      });
+    });
+
+    describe("wait", () => {
+      it("wait-resolves-immediately-on-an-existing-record", async () => {
+        const r = record("there");
+        await store.put("w0", r, TTL);
+        expectSame(await store.wait("w0", 5_000), r);
+      });
+
+      it("wait-resolves-on-a-later-put", async () => {
+        const r = record(binaryBody());
+        const waiting = store.wait("w1", 5_000);
+        await sleep(30);
+        await store.put("w1", r, TTL);
+        expectSame(await waiting, r);
+      });
+
+      it("put-wakes-every-waiter-of-the-key-and-only-them", async () => {
+        const ws = [store.wait("w2", 5_000), store.wait("w2", 5_000), store.wait("w2", 5_000)];
+        const other = store.wait("w2-other", 200);
+        await sleep(20);
+        await store.put("w2", record("all"), TTL);
+        for (const v of await Promise.all(ws)) expect(v?.body.toString()).toBe("all");
+        expect(await other).toBeUndefined();
+      });
+
+      it("wait-times-out-to-undefined", async () => {
+        const t0 = Date.now();
+        expect(await store.wait("never", 80)).toBeUndefined();
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(70);
+      });
+
+      it("wait-with-zero-timeout-and-no-record-is-undefined", async () => {
+        expect(await store.wait("never0", 0)).toBeUndefined();
+      });
+
+      it("abort-signal-resolves-a-wait-to-undefined", async () => {
+        const ac = new AbortController();
+        const waiting = store.wait("aborted", 10_000, ac.signal);
+        await sleep(20);
+        ac.abort();
+        expect(await waiting).toBeUndefined();
+        // the aborted waiter is gone: a later put doesn't throw and a new wait still works
+        await store.put("aborted", record("late"), TTL);
+        expect((await store.wait("aborted", 1000))?.body.toString()).toBe("late");
+      });
+
+      it("an-already-aborted-signal-resolves-undefined-without-waiting", async () => {
+        const t0 = Date.now();
+        expect(await store.wait("aborted2", 10_000, AbortSignal.abort())).toBeUndefined();
+        expect(Date.now() - t0).toBeLessThan(5_000);
+      });
+
+      it("close-resolves-pending-waits-to-undefined", async () => {
+        const waiting = store.wait("pending", 30_000);
+        await sleep(30);
+        await store.close();
+        expect(await waiting).toBeUndefined();
+      });
+
+      it("after-close-methods-reject-with-store-unavailable-and-wait-is-undefined", async () => {
+        await store.close();
+        await expect(store.get("x")).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.put("x", record(), TTL)).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.sequence("test", "t", TTL)).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.claim("x", TTL)).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+        expect(await store.wait("x", 1000)).toBeUndefined();
+      });
+    });
+
+    describe("sequence", () => {
+      it("sequence-counts-per-stack-and-per-tuple-independently", async () => {
+        expect(await store.sequence("test", "GET a /x", TTL)).toBe(0);
+        expect(await store.sequence("test", "GET a /x", TTL)).toBe(1);
+        expect(await store.sequence("mirror", "GET a /x", TTL)).toBe(0);
+        expect(await store.sequence("test", "GET a /y", TTL)).toBe(0);
+        expect(await store.sequence("test", "GET a /x", TTL)).toBe(2);
+        expect(await store.sequence("mirror", "GET a /x", TTL)).toBe(1);
+      });
+
+      it("sequence-is-atomic-under-100-concurrent-calls", async () => {
+        const ns = await Promise.all(Array.from({ length: 100 }, () => store.sequence("test", "rid GET h /p", TTL)));
+        expect([...ns].sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+      });
+
+      it("sequence-counter-expires-after-its-ttl", async () => {
+        expect(await store.sequence("test", "ttl", 60)).toBe(0);
+        expect(await store.sequence("test", "ttl", 60)).toBe(1);
+        await sleep(200);
+        expect(await store.sequence("test", "ttl", 60)).toBe(0);
+      });
+    });
+
+    describe("claim", () => {
+      it("only-one-of-n-concurrent-claims-wins", async () => {
+        const wins = await Promise.all(Array.from({ length: 20 }, () => store.claim("c1", TTL)));
+        expect(wins.filter(Boolean)).toHaveLength(1);
+      });
+
+      it("release-lets-a-new-claim-win", async () => {
+        expect(await store.claim("c2", TTL)).toBe(true);
+        expect(await store.claim("c2", TTL)).toBe(false);
+        await store.release("c2");
+        expect(await store.claim("c2", TTL)).toBe(true);
+      });
+
+      it("release-of-an-unclaimed-key-is-harmless", async () => {
+        await store.release("never-claimed");
+        expect(await store.claim("never-claimed", TTL)).toBe(true);
+      });
+
+      it("claim-expires-after-its-ttl", async () => {
+        expect(await store.claim("c3", 60)).toBe(true);
+        await sleep(200);
+        expect(await store.claim("c3", TTL)).toBe(true);
+      });
+
+      it("claims-on-different-keys-are-independent", async () => {
+        expect(await store.claim("c4", TTL)).toBe(true);
+        expect(await store.claim("c5", TTL)).toBe(true);
+      });
+    });
+
+    it("ping-resolves-when-the-backend-is-up", async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+
+    it("reports-its-kind", () => {
+      expect(["memory", "redis"]).toContain(store.kind);
+    });
+  });
+}

@@ -1,0 +1,129 @@
+// The memory store: the shared conformance suite, then what only an in-process LRU promises
+// (byte budget, exact stats, bounded counters and claims).
+import { describe, expect, it } from "vitest";
+import { createMemoryStore, memoryStoreDebug, recordSize } from "../../../service/store/memory.ts";
+import type { StoredResponse } from "../../../service/store/types.ts";
+import { describeCacheStore } from "./conformance.ts";
+
+describeCacheStore("memory", () => createMemoryStore({ maxBytes: 64 * 1024 * 1024 }));
+
+const rec = (size: number, tag = "x"): StoredResponse => ({
+  status: 200,
+  headers: [["x-tag", tag]],
+  body: Buffer.alloc(size, tag),
+});
+
+describe("memory store", () => {
+  it("byte-budget-evicts-the-least-recently-used-record", async () => {
+    const one = recordSize("a", rec(1000, "a"));
+    const store = createMemoryStore({ maxBytes: one * 3 });
+    await store.put("a", rec(1000, "a"), 60_000);
+    await store.put("b", rec(1000, "b"), 60_000);
+    await store.put("c", rec(1000, "c"), 60_000);
+    await store.get("a"); // a is now more recent than b
+    await store.put("d", rec(1000, "d"), 60_000);
+    expect(await store.get("b")).toBeUndefined();
+    expect(await store.get("a")).toBeDefined();
+    expect(await store.get("c")).toBeDefined();
+    expect(await store.get("d")).toBeDefined();
+    expect(store.stats()).toEqual({ entries: 3, bytes: one * 3 });
+    await store.close();
+  });
+
+  it("stats-are-exact-bytes-and-entries-after-puts-overwrites-and-expiry", async () => {
+    let t = 1_000;
+    const store = createMemoryStore({ maxBytes: 1 << 20, now: () => t });
+    expect(store.stats()).toEqual({ entries: 0, bytes: 0 });
+    const r1 = rec(100, "1");
+    const r2 = rec(2000, "2");
+    await store.put("k1", r1, 1_000);
+    await store.put("k2", r2, 5_000);
+    expect(store.stats()).toEqual({ entries: 2, bytes: recordSize("k1", r1) + recordSize("k2", r2) });
+    const r1b = rec(300, "3");
+    await store.put("k1", r1b, 1_000);
+    expect(store.stats()).toEqual({ entries: 2, bytes: recordSize("k1", r1b) + recordSize("k2", r2) });
+    t += 1_001; // k1 expired, not read since: stats still exact
+    expect(store.stats()).toEqual({ entries: 1, bytes: recordSize("k2", r2) });
+    expect(await store.get("k1")).toBeUndefined();
+    t += 5_000;
+    expect(store.stats()).toEqual({ entries: 0, bytes: 0 });
+    await store.close();
+  });
+
+  it("record-size-counts-body-headers-key-and-a-fixed-overhead", () => {
+    const a = recordSize("key", { status: 200, headers: [], body: Buffer.alloc(0) });
+    const b = recordSize("key", { status: 200, headers: [["ab", "cd"]], body: Buffer.alloc(10) });
+    expect(b - a).toBeGreaterThan(14);
+    expect(a).toBeGreaterThan(3);
+  });
+
+  it("a-record-larger-than-the-budget-is-not-kept-but-still-wakes-its-waiters", async () => {
+    const store = createMemoryStore({ maxBytes: 4096 });
+    const waiting = store.wait("huge", 5_000);
+    await store.put("huge", rec(10_000), 60_000);
+    expect((await waiting)?.body.length).toBe(10_000);
+    expect(await store.get("huge")).toBeUndefined();
+    expect(store.stats()).toEqual({ entries: 0, bytes: 0 });
+    await store.close();
+  });
+
+  it("ttl-follows-the-injected-clock", async () => {
+    let t = 0;
+    const store = createMemoryStore({ maxBytes: 1 << 20, now: () => t });
+    await store.put("k", rec(10), 1_000);
+    expect(await store.sequence("test", "tup", 1_000)).toBe(0);
+    expect(await store.claim("c", 1_000)).toBe(true);
+    t = 999;
+    expect(await store.get("k")).toBeDefined();
+    expect(await store.claim("c", 1_000)).toBe(false);
+    t = 2_500; // counter was refreshed at t=0 only
+    expect(await store.get("k")).toBeUndefined();
+    expect(await store.sequence("test", "tup", 1_000)).toBe(0);
+    expect(await store.claim("c", 1_000)).toBe(true);
+    await store.close();
+  });
+
+  it("counters-and-claims-stay-within-their-byte-budget-under-unique-tuples", async () => {
+    const maxMetaBytes = 256 * 1024;
+    const store = createMemoryStore({ maxBytes: 1 << 20, maxMetaBytes });
+    for (let i = 0; i < 50_000; i++) {
+      await store.sequence("test", `attacker-${i}\0GET\0evil.example\0/${"x".repeat(i % 200)}`, 60_000);
+      await store.claim(`claim-${i}`, 60_000);
+    }
+    const d = memoryStoreDebug(store);
+    expect(d.metaBytes).toBeLessThanOrEqual(maxMetaBytes);
+    expect(d.metaEntries).toBeLessThan(50_000);
+    // the most recent counters survive and keep counting
+    expect(await store.sequence("test", `attacker-49999\0GET\0evil.example\0/${"x".repeat(49999 % 200)}`, 60_000)).toBe(1);
+    await store.close();
+  });
+
+  it("timed-out-and-aborted-waits-leave-no-waiter-behind", async () => {
+    const store = createMemoryStore({ maxBytes: 1 << 20 });
+    const ac = new AbortController();
+    const a = store.wait("k", 20);
+    const b = store.wait("k", 10_000, ac.signal);
+    const c = store.wait("k2", 10_000, ac.signal);
+    expect(memoryStoreDebug(store).waiters).toBe(2);
+    await a;
+    ac.abort();
+    await Promise.all([b, c]);
+    expect(memoryStoreDebug(store).waiters).toBe(0);
+    await store.close();
+  });
+
+  it("a-small-view-of-a-large-buffer-is-copied-so-the-budget-is-honest", async () => {
+    const store = createMemoryStore({ maxBytes: 1 << 20 });
+    const big = Buffer.alloc(1 << 20, 7);
+    await store.put("view", { status: 200, headers: [], body: big.subarray(10, 110) }, 60_000);
+    const got = await store.get("view");
+    expect(got?.body.length).toBe(100);
+    expect(got?.body.buffer.byteLength).toBeLessThan(1 << 16);
+    await store.close();
+  });
+
+  it("rejects-a-nonsense-budget", () => {
+    expect(() => createMemoryStore({ maxBytes: 0 })).toThrow(/maxBytes/);
+    expect(() => createMemoryStore({ maxBytes: Number.NaN })).toThrow(/maxBytes/);
+  });
+});

@@ -7,13 +7,14 @@ export const CACHE_HEADER = "x-mirror-cache";
 
 // Connection-level headers that do not belong to the message. content-length is recomputed:
 // Envoy sets it for the dispatched body and for the local reply's body.
-const HOP_BY_HOP: string[] = [
-  "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "content-length",
-];
+function isHopByHop(name: string): bool {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
+    name == "upgrade" || name == "te" || name == "trailer" || name == "content-length";
+}
 
-/** The hop-by-hop names in these headers, including any that `connection` lists. */
-function hopByHop(headers: Header[]): string[] {
-  const names = HOP_BY_HOP.slice(0);
+/** Header names a `connection` header lists as hop-by-hop too (rare: usually none). */
+function connectionListed(headers: Header[]): string[] {
+  const names = new Array<string>();
   for (let i = 0; i < headers.length; i++) {
     const h = unchecked(headers[i]);
     if (h.name != "connection") continue;
@@ -26,13 +27,18 @@ function hopByHop(headers: Header[]): string[] {
   return names;
 }
 
-/** The request headers for the cache call: pseudo-headers and end-to-end headers, in order. */
-export function cacheRequestHeaders(request: Header[]): Header[] {
-  const drop = hopByHop(request);
+function dropped(name: string, listed: string[]): bool {
+  return isHopByHop(name) || (listed.length > 0 && listed.includes(name));
+}
+
+/** The request headers for the cache call: pseudo-headers and end-to-end headers, in order,
+ * without `exclude` (the stack header, which the caller sets itself). */
+export function cacheRequestHeaders(request: Header[], exclude: string): Header[] {
+  const listed = connectionListed(request);
   const out = new Array<Header>();
   for (let i = 0; i < request.length; i++) {
     const h = unchecked(request[i]);
-    if (!drop.includes(h.name)) out.push(h);
+    if (h.name != exclude && !dropped(h.name, listed)) out.push(h);
   }
   return out;
 }
@@ -46,12 +52,12 @@ export class CacheAnswer {
 export function cacheAnswer(response: Header[]): CacheAnswer | null {
   let status: i32 = -1;
   let fromCache = false;
-  const drop = hopByHop(response);
+  const listed = connectionListed(response);
   const headers = new Array<Header>();
   for (let i = 0; i < response.length; i++) {
     const h = unchecked(response[i]);
     if (h.name == ":status") status = parseStatus(h.value);
-    else if (h.name.startsWith(":") || drop.includes(h.name)) continue;
+    else if (h.name.startsWith(":") || dropped(h.name, listed)) continue;
     else {
       if (h.name == CACHE_HEADER) fromCache = true;
       headers.push(h);

@@ -46,17 +46,31 @@ function decimal(s: string, max: i32): i32 {
   return v <= max ? v : -1;
 }
 
-/** Dotted-quad IPv4 as a u32, or -1. */
+/** Dotted-quad IPv4 as a u32, or -1. Parsed in place: this runs on every request. */
 export function parseIpv4(s: string): i64 {
-  const parts = s.split(".");
-  if (parts.length != 4) return -1;
+  const n = s.length;
   let v: i64 = 0;
-  for (let i = 0; i < 4; i++) {
-    const b = decimal(unchecked(parts[i]), 255);
-    if (b < 0) return -1;
-    v = (v << 8) | b;
+  let part = 0;
+  let digits = 0;
+  let octet = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 0x2E;
+    if (c == 0x2E) {
+      if (digits == 0 || part == 4) return -1;
+      v = (v << 8) | octet;
+      part++;
+      digits = 0;
+      octet = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      // No leading zeros (inet_pton): "010" could be read as octal elsewhere.
+      if (digits == 1 && octet == 0) return -1;
+      octet = octet * 10 + (c - 0x30);
+      if (++digits > 3 || octet > 255) return -1;
+    } else {
+      return -1;
+    }
   }
-  return v;
+  return part == 4 ? v : -1;
 }
 
 /** Appends the 16-bit groups of one side of "::" to `out`; false when malformed. */

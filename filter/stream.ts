@@ -22,6 +22,8 @@ import { FilterMetrics } from "./metrics";
 import { MeshMirrorRoot } from "./root";
 import { restoreShadowHost } from "./shadow";
 
+const NO_BODY = new ArrayBuffer(0);
+
 enum Phase {
   /** Not held by the filter. */
   Idle,
@@ -37,6 +39,8 @@ export class MeshMirrorStream extends StreamContext {
   private phase: Phase = Phase.Idle;
   /** Buffered request body size, as last reported by on_request_body. */
   private bodySize: u32 = 0;
+  /** Headers for the cache call, kept from on_request_headers while the body is buffered. */
+  private held: Header[] = [];
 
   constructor(id: u32, readonly plugin: MeshMirrorRoot) {
     super(id, plugin);
@@ -50,14 +54,23 @@ export class MeshMirrorStream extends StreamContext {
       restoreShadow(c, m);
       return HeadersAction.Continue;
     }
+    // Passthrough first, at the cost of one header read; a tagged call then reads the whole
+    // map once (the dispatch needs it anyway).
     if (c.passthrough.matches(getHeader(MapType.RequestHeaders, ":authority").value) || destinationPasses(c)) {
       m.passthrough.increment();
       return HeadersAction.Continue;
     }
+    const got = getHeaders(MapType.RequestHeaders);
+    if (!got.ok) {
+      return this.failNow(c, m, "reading the request headers failed (" + resultName(got.status) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
+    }
+    const seen = scan(got.value, c);
     // No spoofing: whatever stack the app claims is dropped (every copy).
-    removeHeader(MapType.RequestHeaders, c.stackHeader);
-    const requestId = getHeader(MapType.RequestHeaders, c.requestIdHeader);
-    if (!requestId.ok || requestId.value.length == 0) {
+    const removed = seen.spoofed ? removeHeader(MapType.RequestHeaders, c.stackHeader) : WasmResult.Ok;
+    if (removed != WasmResult.Ok) {
+      return this.failNow(c, m, "could not remove the app's " + c.stackHeader + " (" + resultName(removed) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
+    }
+    if (seen.requestId.length == 0) {
       m.noRequestId.increment();
       if (c.stack != Stack.Mirror) return HeadersAction.Continue;
       this.refuse(m, "no-request-id", "NO_REQUEST_ID", "mirror call without " + c.requestIdHeader);
@@ -68,17 +81,20 @@ export class MeshMirrorStream extends StreamContext {
       return this.failNow(c, m, "could not set " + c.stackHeader + " (" + resultName(tagged) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
     }
     m.tagged.increment();
-    if (!endOfStream) {
-      if (c.bufferBodies) {
-        this.phase = Phase.Buffering;
-        return HeadersAction.StopIteration;
-      }
+    if (!endOfStream && !c.bufferBodies) {
       m.bodyNotBuffered.increment();
       if (c.stack != Stack.Mirror) return HeadersAction.Continue;
       this.refuse(m, "body-not-buffered", "BODY_NOT_BUFFERED", "mirror call with a body while buffer_bodies is false");
       return HeadersAction.StopIteration;
     }
-    const why = this.dispatch(c, m, new ArrayBuffer(0), []);
+    // The request as it now stands upstream: the app's stack headers gone, ours added last.
+    this.held = cacheRequestHeaders(got.value, c.stackHeader);
+    this.held.push(new Header(c.stackHeader, c.stackValue));
+    if (!endOfStream) {
+      this.phase = Phase.Buffering;
+      return HeadersAction.StopIteration;
+    }
+    const why = this.dispatch(c, m, NO_BODY, []);
     if (why.length == 0) return HeadersAction.StopIteration;
     return this.failNow(c, m, why) ? HeadersAction.Continue : HeadersAction.StopIteration;
   }
@@ -107,7 +123,7 @@ export class MeshMirrorStream extends StreamContext {
     const trailers = getHeaders(MapType.RequestTrailers);
     let why = "";
     if (body !== null && !body.ok) why = "reading the request body failed (" + resultName(body.status) + ")";
-    else why = this.dispatch(c, m, body !== null ? body.value : new ArrayBuffer(0), trailers.ok ? trailers.value : []);
+    else why = this.dispatch(c, m, body !== null ? body.value : NO_BODY, trailers.ok ? trailers.value : []);
     if (why.length == 0) return TrailersAction.StopIteration;
     return this.failNow(c, m, why) ? TrailersAction.Continue : TrailersAction.StopIteration;
   }
@@ -143,9 +159,7 @@ export class MeshMirrorStream extends StreamContext {
 
   /** Dispatches the held request to the cache; returns "" or why it could not. */
   private dispatch(c: Config, m: FilterMetrics, body: ArrayBuffer, trailers: Header[]): string {
-    const headers = getHeaders(MapType.RequestHeaders);
-    if (!headers.ok) return "reading the request headers failed (" + resultName(headers.status) + ")";
-    const r = this.httpCall(c.cacheCluster, cacheRequestHeaders(headers.value), body, trailers, c.timeoutMs);
+    const r = this.httpCall(c.cacheCluster, this.held, body, trailers, c.timeoutMs);
     if (!r.ok) return "dispatch to " + c.cacheCluster + " refused (" + resultName(r.status) + ")";
     m.dispatched.increment();
     this.phase = Phase.Dispatched;
@@ -183,6 +197,27 @@ export class MeshMirrorStream extends StreamContext {
     const headers: Header[] = [new Header(CACHE_HEADER, reason), new Header("content-type", "application/json")];
     this.sendLocalResponse(503, "mesh_mirror_" + reason.replaceAll("-", "_"), String.UTF8.encode(body), headers);
   }
+}
+
+class Scan {
+  requestId: string = "";
+  spoofed: bool = false;
+}
+
+/** What the filter needs from the request headers (the first request id, as Envoy's get gives). */
+function scan(headers: Header[], c: Config): Scan {
+  const out = new Scan();
+  let haveRequestId = false;
+  for (let i = 0; i < headers.length; i++) {
+    const h = unchecked(headers[i]);
+    if (!haveRequestId && h.name == c.requestIdHeader) {
+      out.requestId = h.value;
+      haveRequestId = true;
+    } else if (h.name == c.stackHeader) {
+      out.spoofed = true;
+    }
+  }
+  return out;
 }
 
 function destinationPasses(c: Config): bool {

@@ -5,7 +5,7 @@
 // asc (asconfig.json, target "release") → binaryen's wasm-opt -O3 → ../shared/tools/check-wasm-imports.mjs.
 // Usage: node scripts/build-filter.mjs [--target debug]
 import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync, statSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,14 +39,17 @@ function run(cmd, args) {
 
 mkdirSync(join(repo, "build"), { recursive: true });
 for (const m of MODULES) {
-  if (target !== "release") {
-    run(asc, [m.entry, "--config", "asconfig.json", "--target", target, "-o", m.out]);
-    continue;
+  // Write next to the target and rename: suites running meanwhile never read a half-written module.
+  const tmp = m.out.replace(/\.wasm$/, ".tmp.wasm");
+  if (target === "release") {
+    const raw = m.out.replace(/\.wasm$/, ".asc.wasm");
+    run(asc, [m.entry, "--config", "asconfig.json", "--target", target, "-o", raw]);
+    run(wasmOpt, [...FEATURES, "-O3", raw, "-o", tmp]);
+    rmSync(join(repo, raw));
+  } else {
+    run(asc, [m.entry, "--config", "asconfig.json", "--target", target, "-o", tmp]);
   }
-  const raw = m.out.replace(/\.wasm$/, ".asc.wasm");
-  run(asc, [m.entry, "--config", "asconfig.json", "--target", target, "-o", raw]);
-  run(wasmOpt, [...FEATURES, "-O3", raw, "-o", m.out]);
-  rmSync(join(repo, raw));
+  renameSync(join(repo, tmp), join(repo, m.out));
 }
 if (!existsSync(checker)) {
   console.error(`build-filter: ${checker} not found (the shared/ checkout must sit next to the repo)`);

@@ -78,7 +78,8 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
 
   const app = Fastify({
     logger: false,
-    return503OnClosing: true,
+    // Calls arriving during the drain get our own 503 SHUTTING_DOWN (see `closing`).
+    return503OnClosing: false,
     forceCloseConnections: "idle",
     keepAliveTimeout: 65_000,
     exposeHeadRoutes: false,
@@ -157,10 +158,27 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
     }
   }
 
+  /** Set when app.close() starts: new calls are refused while in-flight ones drain. */
+  let closing = false;
+  let idleSweep: NodeJS.Timeout | undefined;
+  app.addHook("preClose", (done) => {
+    closing = true;
+    // server.close() closes the connections idle at that moment; keep closing the ones that
+    // become idle once their in-flight call is answered, so the drain doesn't wait for
+    // keep-alive timeouts.
+    idleSweep = setInterval(() => app.server.closeIdleConnections(), 100);
+    idleSweep.unref();
+    done();
+  });
+
   /** Classify and dispatch one request. Synchronous up to the handler's first await. */
   function handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
     const headers = req.headers;
     const url = req.url ?? "/";
+    if (closing && url !== "/healthz") {
+      metrics.call("none", "shutting_down");
+      return sendError(res, "SHUTTING_DOWN", "mirror-cache is shutting down; retry on another replica", true);
+    }
     const stackRaw = headers[stackHeader];
     let stack: Stack | undefined;
     if (stackRaw === testValue) stack = "test";
@@ -280,6 +298,7 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
   });
 
   app.addHook("onClose", async () => {
+    clearInterval(idleSweep);
     await forwarder.close();
   });
 

@@ -47,7 +47,9 @@ export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: stri
   }
   flat[i++] = "x-mirror-cache";
   flat[i++] = cache;
-  if (!hasLength) {
+  // An empty body gets no length from us: Node adds `content-length: 0` where it belongs and
+  // none to a HEAD answer (whose recorded length, if the upstream sent one, is kept above).
+  if (!hasLength && rec.body.length > 0) {
     flat[i++] = "content-length";
     flat[i++] = String(rec.body.length);
   }
@@ -79,6 +81,7 @@ export const OUTCOME: Readonly<Record<ErrorCode, Outcome>> = Object.freeze({
   UPSTREAM_UNAVAILABLE: "upstream_unavailable",
   UPSTREAM_RESPONSE_TOO_LARGE: "upstream_response_too_large",
   STORE_UNAVAILABLE: "store_unavailable",
+  SHUTTING_DOWN: "shutting_down",
   BAD_REQUEST: "bad_request",
   INTERNAL_ERROR: "internal_error",
 });

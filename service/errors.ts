@@ -25,7 +25,7 @@ export const ERRORS = Object.freeze({
   EGRESS_DENIED: {
     status: 403,
     cache: "denied",
-    when: "test call: the destination (resolved IP, name or the service's own address) is refused by the egress policy; recorded, so the mirror sees it too",
+    when: "test call: the destination (resolved IP, name or the service's own address) is refused by the egress policy; recorded, so the mirror sees it too (as `hit`)",
   },
   INVALID_STACK: {
     status: 400,
@@ -35,17 +35,17 @@ export const ERRORS = Object.freeze({
   INVALID_REQUEST_ID: {
     status: 400,
     cache: "invalid",
-    when: "missing, empty or over-long request id header",
+    when: "missing, empty or over-long (> 1024 characters) request id header",
   },
   INVALID_AUTHORITY: {
     status: 400,
     cache: "invalid",
-    when: "missing or malformed Host / :authority (the upstream cannot be named)",
+    when: "missing or malformed Host / :authority, or a request target that is not a path (the upstream cannot be named)",
   },
   BODY_TOO_LARGE: {
     status: 413,
     cache: null,
-    when: "request body over MIRROR_CACHE_MAX_BODY_BYTES (no header: the test stack fails open, the mirror closed)",
+    when: "request body over MIRROR_CACHE_MAX_BODY_BYTES (no header: the test stack fails open, the mirror closed); nothing recorded",
   },
   UPSTREAM_TIMEOUT: {
     status: 504,
@@ -66,6 +66,11 @@ export const ERRORS = Object.freeze({
     status: 503,
     cache: null,
     when: "the store (Redis) cannot be reached (no header: the test stack fails open, the mirror closed)",
+  },
+  SHUTTING_DOWN: {
+    status: 503,
+    cache: null,
+    when: "a call that arrives while the service drains for shutdown (no header: the test stack fails open, the mirror closed); sent with Connection: close",
   },
   BAD_REQUEST: {
     status: 400,

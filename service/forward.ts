@@ -24,9 +24,13 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "http2-settings",
 ]);
 
+const NO_TOKENS: string[] = [];
+
 /** Names listed in a Connection header value (lower-case). */
 function connectionTokens(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
+  if (value === undefined) return NO_TOKENS;
+  // the usual values name no other header: skip the split
+  if (value === "keep-alive" || value === "close" || value === "Keep-Alive" || value === "Close") return NO_TOKENS;
   const v = Array.isArray(value) ? value.join(",") : value;
   return v
     .split(",")
@@ -37,7 +41,8 @@ function connectionTokens(value: string | string[] | undefined): string[] {
 /** Request headers to send upstream, as a flat [name, value, …] array: hop-by-hop headers, the
  * headers named in `Connection`, `Expect` and the stack header dropped; the rest kept in order. */
 export function upstreamRequestHeaders(rawHeaders: string[], stackHeader: string, connection: string | string[] | undefined): string[] {
-  const extra = connection === undefined ? undefined : connectionTokens(connection);
+  const tokens = connectionTokens(connection);
+  const extra = tokens.length > 0 ? tokens : undefined;
   const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i].toLowerCase();
@@ -48,14 +53,16 @@ export function upstreamRequestHeaders(rawHeaders: string[], stackHeader: string
   return out;
 }
 
-/** Response headers to record: end-to-end only, lower-case, in upstream order. Content-Length is
+/** Response headers to record: end-to-end only, lower-case, in upstream order; an upstream's own
+ * `x-mirror-cache` is dropped (the answer carries ours, exactly one). Content-Length is
  * dropped (the answer carries the recorded body's length) unless the body is empty — a HEAD or
  * 304 answer keeps the upstream's value. */
 export function recordedResponseHeaders(headers: Record<string, string | string[] | undefined>, bodyLength: number): Array<[string, string]> {
-  const extra = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
+  const tokens = connectionTokens(headers.connection);
+  const extra = tokens.length > 0 ? tokens : undefined;
   const out: Array<[string, string]> = [];
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || name === "x-mirror-cache") continue;
     if (name === "content-length" && bodyLength > 0) continue;
     if (extra !== undefined && extra.includes(name)) continue;
     const v = headers[name];

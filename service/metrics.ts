@@ -13,6 +13,7 @@ export type Outcome =
   | "upstream_unavailable"
   | "upstream_response_too_large"
   | "store_unavailable"
+  | "shutting_down"
   | "client_closed"
   | "bad_request"
   | "internal_error";

@@ -11,6 +11,8 @@
 //                                                                    transparently intercepted call)
 // `?spoof=<value>` makes every outbound call carry the stack header with that value, as a
 // misbehaving app would (the filter must replace it on tagged calls and leave passthrough alone).
+// `?order_bytes=N` pads the POST body to N bytes (large-body cases).
+// `?up=<query>` is appended to the upstream URLs (e.g. `up=delay_ms%3D1000` for a slow upstream).
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { createServer, type Server } from "node:http";
 import { closeServer, listen, LOOPBACK, readBody } from "./net.ts";
@@ -119,17 +121,26 @@ export async function startApp(options: AppOptions): Promise<AppHandle> {
     };
     // Sequential, as an app's business logic usually is: the order of same-tuple calls is what
     // gives them their `n` in the cache key.
+    const up = url.searchParams.get("up");
+    const orderBytes = Number(url.searchParams.get("order_bytes") ?? 0);
+    const orderBody = () => {
+      const base = { requestId: rid ?? null, sku: "sku-42", qty: 2 };
+      const plain = JSON.stringify(base);
+      if (!(orderBytes > plain.length + 12)) return plain;
+      return JSON.stringify({ ...base, pad: "x".repeat(orderBytes - plain.length - 9) });
+    };
+    const withUp = (p: string) => (up ? `${p}${p.includes("?") ? "&" : "?"}${up}` : p);
     for (const call of wanted) {
       const spec =
         call === "items" || call === "items2"
-          ? { method: "GET", authority: options.upstream, path: "/catalog/items?page=1", absolute: true }
+          ? { method: "GET", authority: options.upstream, path: withUp("/catalog/items?page=1"), absolute: true }
           : call === "order"
             ? {
                 method: "POST",
                 authority: options.upstream,
-                path: "/orders",
+                path: withUp("/orders"),
                 absolute: true,
-                body: JSON.stringify({ requestId: rid ?? null, sku: "sku-42", qty: 2 }),
+                body: orderBody(),
               }
             : {
                 method: "GET",

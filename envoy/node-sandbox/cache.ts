@@ -66,6 +66,10 @@ export async function startCache(options: CacheOptions): Promise<CacheHandle> {
       stdio: ["ignore", "pipe", "pipe"],
     });
     child = c;
+    // Never leave a mirror-cache behind if this process dies without stop().
+    const reap = () => c.kill("SIGKILL");
+    process.once("exit", reap);
+    c.once("exit", () => process.off("exit", reap));
     c.stdout!.on("data", keep);
     c.stderr!.on("data", keep);
     exited = new Promise((r) => c.once("exit", () => r()));

@@ -37,7 +37,9 @@ export interface SandboxOptions {
    * (default true): the EnvoyFilter deployment, where POST bodies are dispatched too. */
   bufferBodies?: boolean;
   allowOnHeadersStopIteration?: boolean;
-  /** Filter `timeout_ms` (default 5000). */
+  /** Filter `timeout_ms` for both stacks (default: test 15000, above the cache's connect +
+   * upstream timeouts; mirror 5000, above `cacheWaitMs` so a waiting mirror call gets the cache's
+   * own 504 miss — the same choice as envoy/sandbox and envoy/istio). */
   timeoutMs?: number;
   /** Extra filter configuration keys per listener (merged over the defaults). */
   filterOverrides?: { test?: Record<string, unknown>; mirror?: Record<string, unknown>; inbound?: Record<string, unknown> };
@@ -63,7 +65,7 @@ export interface PairResult {
 }
 
 export interface Sandbox {
-  options: Required<Pick<SandboxOptions, "cacheWaitMs" | "bufferBodies" | "timeoutMs">> & SandboxOptions;
+  options: Required<Pick<SandboxOptions, "cacheWaitMs" | "bufferBodies">> & SandboxOptions;
   apiAuthority: string;
   wasmPath: string;
   upstream: UpstreamHandle;
@@ -97,7 +99,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const log = options.log;
   const cacheWaitMs = options.cacheWaitMs ?? 3000;
   const bufferBodies = options.bufferBodies ?? true;
-  const timeoutMs = options.timeoutMs ?? 5000;
+  const testTimeoutMs = options.timeoutMs ?? 15_000;
+  const mirrorTimeoutMs = options.timeoutMs ?? Math.max(5000, cacheWaitMs + 2000);
   const apiAuthority = options.apiAuthority ?? DEFAULT_API_AUTHORITY;
   const stoppers: Array<() => Promise<void>> = [];
   const stopAll = async () => {
@@ -125,10 +128,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     });
     stoppers.push(() => cache.stop());
 
-    const base = { cache_cluster: CACHE_CLUSTER, buffer_bodies: bufferBodies, timeout_ms: timeoutMs };
+    const base = { cache_cluster: CACHE_CLUSTER, buffer_bodies: bufferBodies };
     const filterConfigs = {
-      test: { stack: "test", ...base, ...(options.filterOverrides?.test ?? {}) },
-      mirror: { stack: "mirror", ...base, ...(options.filterOverrides?.mirror ?? {}) },
+      test: { stack: "test", ...base, timeout_ms: testTimeoutMs, ...(options.filterOverrides?.test ?? {}) },
+      mirror: { stack: "mirror", ...base, timeout_ms: mirrorTimeoutMs, ...(options.filterOverrides?.mirror ?? {}) },
       inbound:
         options.mirrorInbound === false
           ? undefined
@@ -191,7 +194,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     }
 
     const sandbox: Sandbox = {
-      options: { ...options, cacheWaitMs, bufferBodies, timeoutMs },
+      options: { ...options, cacheWaitMs, bufferBodies },
       apiAuthority,
       wasmPath,
       upstream,
@@ -209,16 +212,12 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         const path = opts.path ?? "/api/checkout";
         const delay = opts.mirrorDelayMs ?? 5;
         const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-        if (delay >= 0) {
-          const test = sandbox.sendTest(requestId, path);
-          await sleep(delay);
-          const mirror = sandbox.sendMirror(requestId, path);
-          return { requestId, test: await test, mirror: await mirror };
-        }
-        const mirror = sandbox.sendMirror(requestId, path);
-        await sleep(-delay);
-        const test = sandbox.sendTest(requestId, path);
-        return { requestId, test: await test, mirror: await mirror };
+        const first = delay >= 0 ? sandbox.sendTest(requestId, path) : sandbox.sendMirror(requestId, path);
+        first.catch(() => {}); // awaited below; no unhandled rejection while sleeping
+        await sleep(Math.abs(delay));
+        const second = delay >= 0 ? sandbox.sendMirror(requestId, path) : sandbox.sendTest(requestId, path);
+        const [a, b] = await Promise.all([first, second]);
+        return delay >= 0 ? { requestId, test: a, mirror: b } : { requestId, test: b, mirror: a };
       },
       reset() {
         upstream.reset();

@@ -561,7 +561,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarHand
     // Let through: the request as the filter left it.
     const up = host.getUpstreamRequest(s);
     const upHeaders = up?.headers ?? fedHeaders;
-    const upBody = up && (up.body.length || !chunks.length) ? Buffer.from(up.body) : Buffer.concat(chunks);
+    const upBody = up ? Buffer.from(up.body) : Buffer.concat(chunks);
     record.forwardedHeaders = upHeaders;
     if (record.dispatches.length) record.outcome = "fail-open";
     else record.outcome = sameHeaders(upHeaders, fedHeaders) ? "passthrough" : "modified";

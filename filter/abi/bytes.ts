@@ -19,6 +19,45 @@ export function clearSlots(): void {
   store<u64>(SLOT_B, 0);
 }
 
+// String arguments of host calls are staged in one reusable unmanaged area instead of a fresh
+// ArrayBuffer each: no garbage per call. A host call stages its arguments right before it runs
+// and the host is done with them when it returns (it only calls back into `malloc`).
+let stageBase: usize = 0;
+let stageCapacity: usize = 0;
+let stagedFirst: usize = 0;
+let stagedSecond: usize = 0;
+
+function reserve(size: usize): usize {
+  if (size > stageCapacity) {
+    if (stageBase != 0) heap.free(stageBase);
+    stageCapacity = max<usize>(size, 256);
+    stageBase = heap.alloc(stageCapacity);
+  } else if (stageBase == 0) {
+    stageCapacity = 256;
+    stageBase = heap.alloc(stageCapacity);
+  }
+  return stageBase;
+}
+
+/** Stages one string argument; returns its pointer, its size is `stagedSize()`. */
+export function stage(a: string): usize {
+  const p = reserve(byteLength(a));
+  stagedFirst = writeString(a, p);
+  return p;
+}
+
+/** Stages two string arguments back to back; returns the first's pointer. The second starts at
+ * `pointer + stagedSize()` and has `stagedSecondSize()` bytes. */
+export function stage2(a: string, b: string): usize {
+  const p = reserve(byteLength(a) + byteLength(b));
+  stagedFirst = writeString(a, p);
+  stagedSecond = writeString(b, p + stagedFirst);
+  return p;
+}
+
+export function stagedSize(): usize { return stagedFirst; }
+export function stagedSecondSize(): usize { return stagedSecond; }
+
 /** Bytes a string occupies when written to the host. */
 export function byteLength(s: string): usize {
   const n = <usize>s.length;

@@ -6,15 +6,15 @@ import {
   proxy_get_header_map_value, proxy_remove_header_map_value, proxy_replace_header_map_value,
   proxy_set_header_map_pairs,
 } from "./imports";
-import { SLOT_A, SLOT_B, clearSlots, freeHostBuffer, takeString, toBytes } from "./bytes";
+import { SLOT_A, SLOT_B, clearSlots, freeHostBuffer, stage, stage2, stagedSecondSize, stagedSize, takeString } from "./bytes";
 import { Header, deserializePairs, serializePairs } from "./pairs";
 import { MapType, Result, WasmResult } from "./status";
 
 /** First value of `name` (Envoy returns only the first of repeated headers; use getHeaders for all). */
 export function getHeader(map: MapType, name: string): Result<string> {
-  const key = toBytes(name);
+  const key = stage(name);
   clearSlots();
-  const r = <WasmResult>proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, SLOT_A, SLOT_B);
+  const r = <WasmResult>proxy_get_header_map_value(map, key, stagedSize(), SLOT_A, SLOT_B);
   if (r != WasmResult.Ok) return new Result<string>(r, "");
   return new Result<string>(r, takeString(load<usize>(SLOT_A), load<usize>(SLOT_B)));
 }
@@ -38,22 +38,20 @@ export function setHeaders(map: MapType, headers: Header[]): WasmResult {
 }
 
 export function addHeader(map: MapType, name: string, value: string): WasmResult {
-  const k = toBytes(name);
-  const v = toBytes(value);
-  return <WasmResult>proxy_add_header_map_value(map, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+  const k = stage2(name, value);
+  return <WasmResult>proxy_add_header_map_value(map, k, stagedSize(), k + stagedSize(), stagedSecondSize());
 }
 
 /** Sets `name` to `value`, adding it when absent. */
 export function replaceHeader(map: MapType, name: string, value: string): WasmResult {
-  const k = toBytes(name);
-  const v = toBytes(value);
-  return <WasmResult>proxy_replace_header_map_value(map, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+  const k = stage2(name, value);
+  return <WasmResult>proxy_replace_header_map_value(map, k, stagedSize(), k + stagedSize(), stagedSecondSize());
 }
 
 /** Removes every value of `name`. */
 export function removeHeader(map: MapType, name: string): WasmResult {
-  const k = toBytes(name);
-  return <WasmResult>proxy_remove_header_map_value(map, changetype<usize>(k), k.byteLength);
+  const k = stage(name);
+  return <WasmResult>proxy_remove_header_map_value(map, k, stagedSize());
 }
 
 /** Envoy reports the map's serialized byte size here, not its entry count. */

@@ -2,7 +2,7 @@
 // exports.ts routes it to the stream that dispatched it, using the owner recorded here.
 // The response's headers, body and trailers exist only while that callback runs.
 import { proxy_get_status, proxy_http_call } from "./imports";
-import { SLOT_A, SLOT_B, SLOT_C, clearSlots, takeString, toBytes } from "./bytes";
+import { SLOT_A, SLOT_B, SLOT_C, clearSlots, stage, stagedSize, takeString } from "./bytes";
 import { getBufferBytes } from "./buffers";
 import { getHeader, getHeaders } from "./headers";
 import { Header, serializePairs } from "./pairs";
@@ -13,12 +13,14 @@ import { BufferType, MapType, Result, WasmResult } from "./status";
 export function httpCall(
   cluster: string, headers: Header[], body: ArrayBuffer, trailers: Header[], timeoutMs: u32,
 ): Result<u32> {
-  const c = toBytes(cluster);
   const h = serializePairs(headers);
-  const t = serializePairs(trailers);
+  // No trailers: an empty map (size 0) rather than an encoded zero count.
+  const t = trailers.length > 0 ? serializePairs(trailers) : null;
+  const c = stage(cluster);
   const r = <WasmResult>proxy_http_call(
-    changetype<usize>(c), c.byteLength, changetype<usize>(h), h.byteLength,
-    changetype<usize>(body), body.byteLength, changetype<usize>(t), t.byteLength,
+    c, stagedSize(), changetype<usize>(h), h.byteLength,
+    changetype<usize>(body), body.byteLength,
+    t === null ? 0 : changetype<usize>(t), t === null ? 0 : t.byteLength,
     timeoutMs, SLOT_A,
   );
   return new Result<u32>(r, r == WasmResult.Ok ? load<u32>(SLOT_A) : 0);

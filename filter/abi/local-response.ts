@@ -2,7 +2,7 @@
 // callback returns, through this filter's own response callbacks; StreamContext guards
 // against a second call for the same stream (envoyproxy/envoy#28826).
 import { proxy_send_local_response } from "./imports";
-import { toBytes } from "./bytes";
+import { stage, stagedSize } from "./bytes";
 import { Header, serializePairs } from "./pairs";
 import { WasmResult } from "./status";
 
@@ -12,10 +12,10 @@ export const NO_GRPC_STATUS: i32 = -1;
 export function sendLocalResponse(
   statusCode: u32, details: string, body: ArrayBuffer, headers: Header[], grpcStatus: i32 = NO_GRPC_STATUS,
 ): WasmResult {
-  const d = toBytes(details);
   const h = serializePairs(headers);
+  const d = stage(details);
   return <WasmResult>proxy_send_local_response(
-    statusCode, changetype<usize>(d), d.byteLength,
+    statusCode, d, stagedSize(),
     changetype<usize>(body), body.byteLength,
     changetype<usize>(h), h.byteLength, grpcStatus,
   );

@@ -4,7 +4,7 @@
 // Call these only from callbacks: during _initialize Envoy allows proxy_log but not
 // proxy_get_log_level.
 import { proxy_get_log_level, proxy_log } from "./imports";
-import { SLOT_A, toBytes } from "./bytes";
+import { SLOT_A, stage, stagedSize } from "./bytes";
 import { LogLevel, WasmResult } from "./status";
 
 /** The host's current level; Trace when the host cannot tell (log everything). */
@@ -19,8 +19,8 @@ export function logEnabled(level: LogLevel): bool {
 
 /** Writes one line without asking the host's level first. */
 export function logAlways(level: LogLevel, message: string): WasmResult {
-  const bytes = toBytes(message);
-  return <WasmResult>proxy_log(level, changetype<usize>(bytes), bytes.byteLength);
+  const p = stage(message);
+  return <WasmResult>proxy_log(level, p, stagedSize());
 }
 
 export function log(level: LogLevel, message: string): WasmResult {

@@ -2,12 +2,12 @@
 // that defines the same name updates the same stat. Ids start at 0 in Envoy. A counter whose
 // definition failed skips its updates, so a stats problem never fails a request.
 import { proxy_define_metric, proxy_get_metric, proxy_increment_metric, proxy_record_metric } from "./imports";
-import { SLOT_A, toBytes } from "./bytes";
+import { SLOT_A, stage, stagedSize } from "./bytes";
 import { MetricType, Result, WasmResult } from "./status";
 
 export function defineMetric(type: MetricType, name: string): Result<u32> {
-  const n = toBytes(name);
-  const r = <WasmResult>proxy_define_metric(type, changetype<usize>(n), n.byteLength, SLOT_A);
+  const n = stage(name);
+  const r = <WasmResult>proxy_define_metric(type, n, stagedSize(), SLOT_A);
   return new Result<u32>(r, r == WasmResult.Ok ? load<u32>(SLOT_A) : 0);
 }
 

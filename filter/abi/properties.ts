@@ -1,26 +1,22 @@
 // Properties (contract.md §6): a path is a list of segments joined by NUL
 // (["xds", "node", "metadata", "LABELS", "app"]); values are raw bytes with a typed encoding.
 import { proxy_get_property, proxy_set_property } from "./imports";
-import { SLOT_A, SLOT_B, clearSlots, bytesToString, takeBytes, toBytes } from "./bytes";
+import { SLOT_A, SLOT_B, bytesToString, clearSlots, stage, stagedSize, takeBytes } from "./bytes";
 import { Header, deserializePairs } from "./pairs";
 import { Result, WasmResult } from "./status";
 
-export function encodePath(path: string[]): ArrayBuffer {
-  return toBytes(path.join("\0"));
-}
-
 export function getProperty(path: string[]): Result<ArrayBuffer> {
-  const p = encodePath(path);
+  const p = stage(path.join("\0"));
   clearSlots();
-  const r = <WasmResult>proxy_get_property(changetype<usize>(p), p.byteLength, SLOT_A, SLOT_B);
+  const r = <WasmResult>proxy_get_property(p, stagedSize(), SLOT_A, SLOT_B);
   if (r != WasmResult.Ok) return new Result<ArrayBuffer>(r, new ArrayBuffer(0));
   return new Result<ArrayBuffer>(r, takeBytes(load<usize>(SLOT_A), load<usize>(SLOT_B)));
 }
 
 /** Stores `value` in the stream's filter state (Envoy: `wasm.<path>`). */
 export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
-  const p = encodePath(path);
-  return <WasmResult>proxy_set_property(changetype<usize>(p), p.byteLength, changetype<usize>(value), value.byteLength);
+  const p = stage(path.join("\0"));
+  return <WasmResult>proxy_set_property(p, stagedSize(), changetype<usize>(value), value.byteLength);
 }
 
 /** A string or bytes property, as a byte string. */

@@ -3,7 +3,7 @@
 // Every successful set gets a new CAS; set with cas 0 writes unconditionally; set with a
 // non-zero cas on an existing key fails with CasMismatch when someone wrote in between.
 import { proxy_get_shared_data, proxy_set_shared_data } from "./imports";
-import { SLOT_A, SLOT_B, SLOT_C, clearSlots, takeBytes, toBytes } from "./bytes";
+import { SLOT_A, SLOT_B, SLOT_C, clearSlots, stage, stagedSize, takeBytes } from "./bytes";
 import { Result, WasmResult } from "./status";
 
 export class SharedValue {
@@ -12,18 +12,18 @@ export class SharedValue {
 
 /** NotFound when the key was never set. */
 export function getSharedData(key: string): Result<SharedValue> {
-  const k = toBytes(key);
+  const k = stage(key);
   clearSlots();
   store<u32>(SLOT_C, 0);
-  const r = <WasmResult>proxy_get_shared_data(changetype<usize>(k), k.byteLength, SLOT_A, SLOT_B, SLOT_C);
+  const r = <WasmResult>proxy_get_shared_data(k, stagedSize(), SLOT_A, SLOT_B, SLOT_C);
   if (r != WasmResult.Ok) return new Result<SharedValue>(r, new SharedValue(new ArrayBuffer(0), 0));
   const value = takeBytes(load<usize>(SLOT_A), load<usize>(SLOT_B));
   return new Result<SharedValue>(r, new SharedValue(value, load<u32>(SLOT_C)));
 }
 
 export function setSharedData(key: string, value: ArrayBuffer, cas: u32 = 0): WasmResult {
-  const k = toBytes(key);
-  return <WasmResult>proxy_set_shared_data(changetype<usize>(k), k.byteLength, changetype<usize>(value), value.byteLength, cas);
+  const k = stage(key);
+  return <WasmResult>proxy_set_shared_data(k, stagedSize(), changetype<usize>(value), value.byteLength, cas);
 }
 
 /** Read-modify-write with CAS: `update` gets the current value (null when absent) and returns

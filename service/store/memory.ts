@@ -113,6 +113,7 @@ function createPairPool(): (headers: Array<[string, string]>) => Array<[string, 
 
 const closedError = () => new StoreUnavailableError("memory store is closed");
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const maxBytes = positiveInt("maxBytes", options.maxBytes);
@@ -219,11 +220,14 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       if (!(timeoutMs > 0) || signal?.aborted) return UNDEFINED;
       return new Promise<StoredResponse | undefined>((resolve) => {
         const w: Waiter = { key, resolve, timer: undefined, signal, onAbort: undefined };
-        w.timer = setTimeout(() => {
-          w.timer = undefined;
-          drop(w);
-          settle(w, undefined);
-        }, timeoutMs);
+        // Longer than a timer can hold (~24.8 days, e.g. Infinity): no timer, wait for put/abort/close.
+        if (timeoutMs <= MAX_TIMER_MS) {
+          w.timer = setTimeout(() => {
+            w.timer = undefined;
+            drop(w);
+            settle(w, undefined);
+          }, timeoutMs);
+        }
         if (signal) {
           w.onAbort = () => {
             drop(w);

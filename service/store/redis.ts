@@ -68,6 +68,7 @@ function ttlOf(ttlMs: number): number {
 }
 
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function createRedisStore(options: RedisStoreOptions): CacheStore {
   const prefix = options.keyPrefix ?? "mesh-mirror:";
@@ -94,7 +95,9 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   const waiters = new Map<string, Waiter[]>();
 
   // ---- main connection --------------------------------------------------------------------
-  const client = new Redis(options.url, connOptions) as SeqClient;
+  // Auto-pipelining: commands issued in one event-loop turn (many concurrent calls) go out in one
+  // write, which is most of the Redis hit path's throughput under load.
+  const client = new Redis(options.url, { ...connOptions, enableAutoPipelining: true }) as SeqClient;
   client.defineCommand("mmSequence", { numberOfKeys: 1, lua: SEQUENCE_LUA });
   let lastError: unknown;
   // Until the first connection attempt has either succeeded or failed, calls wait for it.
@@ -148,10 +151,10 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   // ---- subscriber connection (created on the first wait that needs it) ---------------------
   let sub: Redis | undefined;
   let subscribed = false;
-  let subWaiters: Array<() => void> = [];
 
-  function ensureSubscribed(): Promise<void> {
-    if (subscribed) return Promise.resolve();
+  /** Connects and subscribes the shared subscriber once; every (re)subscription re-reads every
+   * waited key, so a new waiter needs no callback of its own (none piles up during an outage). */
+  function ensureSubscribed(): void {
     if (!sub) {
       const s = new Redis(options.url, connOptions);
       sub = s;
@@ -165,9 +168,6 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
         s.subscribe(channel).then(
           () => {
             subscribed = true;
-            const list = subWaiters;
-            subWaiters = [];
-            for (const f of list) f();
             recheckAll();
           },
           () => {
@@ -179,7 +179,6 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
         if (waiters.has(key)) recheck(key);
       });
     }
-    return new Promise<void>((resolve) => subWaiters.push(resolve));
   }
 
   // ---- waiters -----------------------------------------------------------------------------
@@ -302,11 +301,14 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
       if (!(timeoutMs > 0) || signal?.aborted || closed) return UNDEFINED;
       return new Promise<StoredResponse | undefined>((resolve) => {
         const w: Waiter = { key, resolve, timer: undefined, signal, onAbort: undefined, done: false };
-        w.timer = setTimeout(() => {
-          w.timer = undefined;
-          drop(w);
-          settle(w, undefined);
-        }, timeoutMs);
+        // Longer than a timer can hold (~24.8 days, e.g. Infinity): no timer, wait for put/abort/close.
+        if (timeoutMs <= MAX_TIMER_MS) {
+          w.timer = setTimeout(() => {
+            w.timer = undefined;
+            drop(w);
+            settle(w, undefined);
+          }, timeoutMs);
+        }
         if (signal) {
           w.onAbort = () => {
             drop(w);
@@ -320,7 +322,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
         // Subscribed → read again: a put that landed between the first GET and the subscription
         // is seen here; one after it arrives as a message.
         if (subscribed) recheck(key);
-        else ensureSubscribed().then(() => recheck(key));
+        else ensureSubscribed();
       });
     },
 
@@ -364,8 +366,6 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
       for (const list of all) for (const w of list) settle(w, undefined);
       for (const f of startWaiters) f();
       startWaiters = [];
-      for (const f of subWaiters) f();
-      subWaiters = [];
       await Promise.all([quit(client), sub ? quit(sub) : undefined]);
     },
   };

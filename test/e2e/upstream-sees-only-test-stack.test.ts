@@ -102,3 +102,31 @@ describe("the upstream sees only test-stack calls, with a custom stack header (x
     expect(sb.upstream.stats.total).toBe(steps.length * UPSTREAM_CALLS.length);
   });
 });
+
+describe("the upstream sees only test-stack calls, without body buffering (a plain Istio WasmPlugin)", () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await startSandbox({ bufferBodies: false, allowOnHeadersStopIteration: false });
+  });
+  afterAll(async () => {
+    await sb?.stop();
+  });
+
+  it("a test POST goes to its upstream tagged test; the mirror POST is refused (503 body-not-buffered); GETs still pair", async () => {
+    const rid = newRequestId("no-buffer");
+    const r = await sb.sendPair(rid, { path: "/api/checkout?calls=items,order" });
+    expect(call(r.test, "order").status).toBe(200);
+    expect(call(r.test, "order").xMirrorCache).toBeNull();
+    expect(call(r.mirror, "order")).toMatchObject({ status: 503, xMirrorCache: "body-not-buffered" });
+    expect(call(r.mirror, "items").xMirrorCache).toBe("hit");
+    expect(call(r.mirror, "items").body).toBe(call(r.test, "items").body);
+
+    const posts = sb.upstream.stats.requests.filter((x) => x.requestId === rid && x.method === "POST");
+    expect(posts.map((x) => x.stack)).toEqual(["test"]);
+    expect(sb.upstream.stats.byStack.mirror ?? 0).toBe(0);
+    expect(sb.sidecars.mirror.stats.forwards[sb.upstream.authority] ?? 0).toBe(0);
+    const testPost = sb.sidecars.test.records.find((x) => x.requestId === rid && x.method === "POST")!;
+    expect(testPost.outcome).toBe("modified"); // stack header set, no dispatch
+    expect(testPost.dispatches).toHaveLength(0);
+  });
+});

@@ -50,6 +50,11 @@ export function request(extra: Header[] = [], authority = "api.example.com"): He
   ];
 }
 
+/** A POST with a JSON body to follow. */
+export function post(extra: Header[] = []): Header[] {
+  return request([["content-type", "application/json"], ...extra]).map(([k, v]) => (k === ":method" ? [k, "POST"] : [k, v]) as Header);
+}
+
 export function without(headers: Header[], name: string): Header[] {
   return headers.filter(([k]) => k !== name);
 }

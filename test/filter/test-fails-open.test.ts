@@ -2,7 +2,7 @@
 // (proxy_continue_stream) with the stack header set; it is never lost to the mirror machinery.
 import { describe, expect, it } from "vitest";
 import { EmulatorOptions, ProxyWasmHost } from "../proxy-wasm-host/index.ts";
-import { config, counters, host, onlyCall, options, request, text, values } from "./helpers.ts";
+import { config, counters, host, onlyCall, options, post, request, text, values } from "./helpers.ts";
 
 function expectUpstreamTagged(h: ProxyWasmHost, s: number): void {
   const up = h.getUpstreamRequest(s);
@@ -49,7 +49,7 @@ describe("the test stack fails open", () => {
   it("continues upstream with its whole body when the body is over max_body_bytes", async () => {
     const h = await host("test", { buffer_bodies: true, max_body_bytes: 8 }, (o: EmulatorOptions) => o.withAllowOnHeadersStopIteration(true));
     const s = h.initializeHttpContext();
-    h.callOnRequestHeaders(s, request([[":method", "POST"]]).filter(([k, v]) => k !== ":method" || v === "POST"), false);
+    h.callOnRequestHeaders(s, post(), false);
     h.callOnRequestBody(s, "12345", false);
     h.callOnRequestBody(s, "6789", true);
     expect(h.getPendingHttpCalls()).toHaveLength(0);

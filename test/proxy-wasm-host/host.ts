@@ -12,12 +12,12 @@ import { SharedData, SharedQueues, type QueueOwner } from "./shared-data.ts";
 import { MetricStore, MetricType, VmMetrics } from "./metrics.ts";
 import { RootContext } from "./root-context.ts";
 import type { Plugin } from "./plugin.ts";
-import { HttpStream } from "./stream.ts";
+import { HttpStream, type StreamEvents } from "./stream.ts";
 import { envoyGeneratedResponse } from "./http-call.ts";
 import { toBytes } from "./options.ts";
 import { toHeaderList } from "./pairs.ts";
 import type { HostServices } from "./services.ts";
-import type { PropertyScope } from "./properties.ts";
+import { RootScope, StreamScope, type PropertyScope } from "./properties.ts";
 import {
   Status,
   type Action,
@@ -87,6 +87,11 @@ export class ProxyWasmHost {
   private readonly traceEntries: TraceEntry[] = [];
   private readonly failures: Array<{ worker: number; message: string }> = [];
   private readonly services: HostServices;
+  private readonly streamEvents: StreamEvents = {
+    upstream: (st, req) => this.emitter.emit("upstream", st.handle, req),
+    localResponse: (st, resp) => this.emitter.emit("localResponse", st.handle, resp),
+    completed: (st) => this.emitter.emit("complete", st.handle),
+  };
   /** Id of the root context every driver call uses unless told otherwise. */
   readonly rootContextId: number;
 
@@ -267,11 +272,7 @@ export class ProxyWasmHost {
       throw new Error(`plugin ${plugin.handle} is not configured (on_vm_start/on_configure returned false): Envoy rejects this filter configuration`);
     }
     const handle = this.nextStreamHandle++;
-    const s = new HttpStream(handle, vm, root, vm.allocContextId(), this.options, {
-      upstream: (st, req) => this.emitter.emit("upstream", st.handle, req),
-      localResponse: (st, resp) => this.emitter.emit("localResponse", st.handle, resp),
-      completed: (st) => this.emitter.emit("complete", st.handle),
-    });
+    const s = new HttpStream(handle, vm, root, vm.allocContextId(), this.options, this.streamEvents);
     vm.contexts.set(s.id, s);
     this.streams.set(handle, s);
     return handle;
@@ -530,30 +531,13 @@ export class ProxyWasmHost {
 
   // ===== properties scope ==================================================================
 
+  /** Built once per context (get_property is on the filter's hot path). */
   private propertyScope(ctx: Context | null): PropertyScope {
-    const root = ctx?.root;
-    const plugin = root?.plugin;
-    const base = {
-      pluginName: plugin?.name ?? this.options.pluginName,
-      rootId: plugin?.rootId ?? this.options.rootId,
-      vmId: this.options.vmId,
-    };
-    if (!ctx || ctx.kind === "root") {
-      return { ...base, requestHeaders: () => null, responseHeaders: () => null, responseTrailers: () => null };
+    if (!ctx) return new RootScope(this.options.pluginName, this.options.rootId, this.options.vmId);
+    if (!ctx.scopeCache) {
+      const p = ctx.root.plugin;
+      ctx.scopeCache = ctx.kind === "root" ? new RootScope(p.name, p.rootId, p.vmId) : new StreamScope(p.name, p.rootId, p.vmId, ctx);
     }
-    const s = ctx;
-    return {
-      ...base,
-      requestHeaders: () => (s.pReqHeaders || s.accessLog ? s.reqHeaders : null),
-      responseHeaders: () => (s.pRespHeaders || s.accessLog ? s.respHeaders : null),
-      responseTrailers: () => (s.pRespTrailers || s.accessLog ? s.respTrailers : null),
-      stream: {
-        startTimeNs: s.startTimeNs,
-        responseCode: s.responseCode,
-        responseCodeDetails: s.responseCodeDetails,
-        connectionId: s.handle,
-        filterState: s.filterState,
-      },
-    };
+    return ctx.scopeCache;
   }
 }

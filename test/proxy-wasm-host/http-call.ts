@@ -35,7 +35,7 @@ export function dispatchHttpCall(
     token,
     cluster,
     headers,
-    body: body.slice(),
+    body, // already a copy of module memory
     trailers,
     timeoutMs,
     rootContextId: root.plugin.handle,

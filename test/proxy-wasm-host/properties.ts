@@ -28,15 +28,48 @@ export interface PropertyScope {
   responseTrailers(): readonly Header[] | null;
   /** Undefined for root contexts (no stream info). */
   stream?: {
-    startTimeNs: bigint;
-    responseCode?: number;
-    responseCodeDetails?: string;
-    connectionId: number;
-    filterState: Map<string, Uint8Array>;
+    readonly startTimeNs: bigint;
+    readonly responseCode?: number;
+    readonly responseCodeDetails?: string;
+    /** Stands in for the downstream connection id. */
+    readonly handle: number;
+    readonly filterState: Map<string, Uint8Array>;
   };
   pluginName: string;
   rootId: string;
   vmId: string;
+}
+
+/** Scope of a root context: no stream, so no request/response attributes. */
+export class RootScope implements PropertyScope {
+  constructor(readonly pluginName: string, readonly rootId: string, readonly vmId: string) {}
+  requestHeaders(): null { return null; }
+  responseHeaders(): null { return null; }
+  responseTrailers(): null { return null; }
+}
+
+/** What a stream exposes to the resolver (HttpStream satisfies it). */
+interface StreamView {
+  readonly pReqHeaders: boolean;
+  readonly pRespHeaders: boolean;
+  readonly pRespTrailers: boolean;
+  readonly accessLog: boolean;
+  readonly reqHeaders: Header[] | null;
+  readonly respHeaders: Header[] | null;
+  readonly respTrailers: Header[] | null;
+  readonly startTimeNs: bigint;
+  readonly responseCode?: number;
+  readonly responseCodeDetails?: string;
+  readonly handle: number;
+  readonly filterState: Map<string, Uint8Array>;
+}
+
+/** Scope of a stream: header-derived attributes follow Envoy's activation (the live maps or the access-log ones). */
+export class StreamScope implements PropertyScope {
+  constructor(readonly pluginName: string, readonly rootId: string, readonly vmId: string, readonly stream: StreamView) {}
+  requestHeaders(): Header[] | null { const s = this.stream; return s.pReqHeaders || s.accessLog ? s.reqHeaders : null; }
+  responseHeaders(): Header[] | null { const s = this.stream; return s.pRespHeaders || s.accessLog ? s.respHeaders : null; }
+  responseTrailers(): Header[] | null { const s = this.stream; return s.pRespTrailers || s.accessLog ? s.respTrailers : null; }
 }
 
 const str = (v: string): Value => ({ t: "string", v });
@@ -158,7 +191,7 @@ function topLevel(name: string, scope: PropertyScope, o: EmulatorOptions): Value
     case "plugin_name": return str(scope.pluginName);
     case "plugin_root_id": return str(scope.rootId);
     case "plugin_vm_id": return str(scope.vmId);
-    case "connection_id": return scope.stream ? { t: "uint", v: BigInt(scope.stream.connectionId) } : undefined;
+    case "connection_id": return scope.stream ? { t: "uint", v: BigInt(scope.stream.handle) } : undefined;
     case "request": return requestValue(scope);
     case "response": return responseValue(scope);
     case "xds":

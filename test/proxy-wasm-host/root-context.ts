@@ -4,6 +4,7 @@
 import type { Vm } from "./vm.ts";
 import type { Header, HttpCall } from "./types.ts";
 import type { Plugin } from "./plugin.ts";
+import type { PropertyScope } from "./properties.ts";
 
 export interface HttpCallResponseData {
   headers: Header[];
@@ -25,6 +26,7 @@ export class RootContext {
   /** proxy_get_status: last failure (code 11 "reset"); the message is cleared after the callback. */
   statusCode = 0;
   statusMessage = "";
+  scopeCache: PropertyScope | undefined;
 
   constructor(
     readonly vm: Vm,

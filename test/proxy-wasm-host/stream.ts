@@ -16,6 +16,7 @@ import type { Vm } from "./vm.ts";
 import { getFirst, has, removeAll } from "./pairs.ts";
 import type { RootContext } from "./root-context.ts";
 import type { EmulatorOptions } from "./options.ts";
+import type { PropertyScope } from "./properties.ts";
 import {
   Action,
   BodyAction,
@@ -38,7 +39,11 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
-const clone = (h: readonly Header[]): Header[] => h.map(([k, v]) => [k, v] as Header);
+function clone(h: readonly Header[]): Header[] {
+  const out: Header[] = new Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = [h[i][0], h[i][1]];
+  return out;
+}
 
 type Stop = "none" | "headers" | "all" | "body" | "trailers";
 
@@ -58,6 +63,8 @@ export class HttpStream {
   readonly kind = "stream" as const;
   readonly startTimeNs = BigInt(Date.now()) * 1_000_000n;
   readonly filterState = new Map<string, Uint8Array>();
+  /** Property scope, built on first get_property (host.ts). */
+  scopeCache: PropertyScope | undefined;
 
   // --- Envoy Context state -------------------------------------------------------------------
   created = false; // in_vm_context_created_
@@ -617,7 +624,8 @@ export class HttpStream {
     if (!this.downstream || this.downstream.complete) return;
     this.downstream.complete = true;
     if (this.respSource === "local" && this.localInfo) {
-      this.localResponse = { ...this.localInfo, headers: clone(this.downstream.headers), body: this.downstream.body };
+      const l = this.localInfo;
+      this.localResponse = { statusCode: l.statusCode, details: l.details, grpcStatus: l.grpcStatus, headers: clone(this.downstream.headers), body: this.downstream.body };
       this.events.localResponse(this, this.localResponse);
     }
     this.complete();

@@ -99,6 +99,7 @@ export class Vm {
     this.buf = Buffer.from(this.ab);
   }
 
+
   /** `_initialize` [+ `main(0,0)` / `__main_void`] or `_start`, under the restricted-call rule (§1.4). */
   start(): void {
     const ex = this.instance.exports as Record<string, any>;
@@ -126,7 +127,9 @@ export class Vm {
     // During instantiation (a wasm start section) the exported memory is not reachable yet:
     // every pointer is then out of bounds → InvalidMemoryAccess.
     if (!this.memory) return NO_MEMORY;
-    if (this.ab !== this.memory.buffer) {
+    // memory.grow detaches the old ArrayBuffer and views over it report length 0: cheaper to
+    // test than reading memory.buffer on every host call.
+    if (this.buf.length === 0) {
       this.ab = this.memory.buffer;
       this.buf = Buffer.from(this.ab);
     }

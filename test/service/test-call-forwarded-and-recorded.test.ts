@@ -9,7 +9,12 @@ describe("test-call-forwarded-and-recorded", () => {
       res.setHeader("content-type", "text/plain");
       res.setHeader("set-cookie", ["a=1", "b=2"]);
       res.setHeader("x-upstream", "yes");
+      res.setHeader("x-mirror-cache", "from-upstream");
       res.statusCode = req.method === "POST" ? 201 : 200;
+      if (req.method === "HEAD") {
+        res.setHeader("content-length", "1234");
+        return res.end();
+      }
       res.end(`${req.method} ${req.url} ${body.toString()}`);
     });
     svc = await startService();
@@ -39,5 +44,31 @@ describe("test-call-forwarded-and-recorded", () => {
     expect(m.headers["set-cookie"]).toEqual(["a=1", "b=2"]);
     expect(m.headers["content-type"]).toBe("text/plain");
     expect(up.seen).toHaveLength(1);
+    expect(a.rawHeaders.filter((h) => h.toLowerCase() === "x-mirror-cache")).toHaveLength(1);
+    expect(m.rawHeaders.filter((h) => h.toLowerCase() === "x-mirror-cache")).toHaveLength(1);
+  });
+
+  it("HEAD: the upstream's Content-Length is kept, no body, and replayed the same", async () => {
+    const id = rid();
+    const a = await send(svc.port, { method: "HEAD", path: "/h", host: up.authority, stack: "test", rid: id });
+    expect(a.status).toBe(200);
+    expect(a.headers["content-length"]).toBe("1234");
+    expect(a.body.length).toBe(0);
+    const m = await send(svc.port, { method: "HEAD", path: "/h", host: up.authority, stack: "mirror", rid: id });
+    expect(m.headers["x-mirror-cache"]).toBe("hit");
+    expect(m.headers["content-length"]).toBe(a.headers["content-length"]);
+  });
+
+  it("bodies are byte-identical for binary and large answers", async () => {
+    const big = await startUpstream((_q, res) => res.end(Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 31) & 0xff))));
+    try {
+      const id = rid();
+      const t = await send(svc.port, { host: big.authority, stack: "test", rid: id, path: "/bin" });
+      const m = await send(svc.port, { host: big.authority, stack: "mirror", rid: id, path: "/bin" });
+      expect(t.body.length).toBe(300_000);
+      expect(m.body.equals(t.body)).toBe(true);
+    } finally {
+      await big.close();
+    }
   });
 });

@@ -24,7 +24,7 @@ describe("tls-origination-for-https-hosts", () => {
   let port: number;
   let svc: Service;
   let untrusting: Service;
-  const seen: Array<{ url: string; servername: string | false; host: string | undefined }> = [];
+  const seen: Array<{ url: string; servername: string | false | null; host: string | undefined }> = [];
   let connector: ReturnType<typeof spyConnector>;
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), "mesh-mirror-tls-"));

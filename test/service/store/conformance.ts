@@ -138,6 +138,13 @@ export function describeCacheStore(name: string, makeStore: MakeStore): void {
         expect(Date.now() - t0).toBeGreaterThanOrEqual(70);
       });
 
+      it("wait-with-an-infinite-timeout-waits-for-the-put", async () => {
+        const waiting = store.wait("forever", Number.POSITIVE_INFINITY);
+        await sleep(30);
+        await store.put("forever", record("at last"), TTL);
+        expect((await waiting)?.body.toString()).toBe("at last");
+      });
+
       it("wait-with-zero-timeout-and-no-record-is-undefined", async () => {
         expect(await store.wait("never0", 0)).toBeUndefined();
       });

@@ -1,0 +1,96 @@
+// Fault: the mirror-cache process is SIGKILLed while paired traffic flows through the e2e
+// sandbox (real filter in the emulator, real service child process), then restarted on the same
+// port. Invariants: every test-stack call answered (by the cache, or fail-open by the upstream);
+// no mirror call reaches the upstream (mirror refused 503 unavailable, or 504 miss after the
+// restart since the memory records died with the process); the restarted service is ready and
+// counts again; nothing else crashed.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startSandbox, type Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
+import { MARKER, MiB, parseMetrics, startFaultUpstream, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
+import { mirrorReachedUpstream, pairViolations, startTraffic, upstreamExplainedByTestCalls } from "./traffic.ts";
+
+async function metricsOf(sb: Sandbox) {
+  const t = await sb.cache.metrics();
+  return t === undefined ? undefined : parseMetrics(t);
+}
+
+describe("cache killed mid-traffic", () => {
+  let sb: Sandbox;
+  let fault: FaultUpstream;
+  beforeAll(async () => {
+    sb = await startSandbox({ cacheWaitMs: 2000 });
+    fault = await startFaultUpstream();
+  });
+  afterAll(async () => {
+    await fault?.close();
+    await sb?.stop();
+  });
+
+  it("SIGKILL and restart on the same port while pairs flow: test calls all answered, mirror never on the upstream", async () => {
+    const rssBefore = (await metricsOf(sb))!.get("process_resident_memory_bytes");
+    const traffic = startTraffic(sb, { workers: 3, label: "kill" });
+    try {
+      traffic.phase = "up";
+      expect(await waitFor(() => traffic.done("up") >= 6, 60_000)).toBe(true);
+      traffic.phase = "killing";
+      await sb.cache.stop(true); // SIGKILL: in-flight dispatches are reset
+      expect(sb.cache.running).toBe(false);
+      traffic.phase = "down";
+      expect(await waitFor(() => traffic.done("down") >= 6, 60_000)).toBe(true);
+      traffic.phase = "restarting";
+      await sb.cache.start(); // same port, fresh process (memory store empty)
+      traffic.phase = "back";
+      expect(await waitFor(() => traffic.done("back") >= 6, 60_000)).toBe(true);
+    } finally {
+      await traffic.stop();
+    }
+
+    expect(pairViolations(traffic.results)).toEqual([]);
+    expect(mirrorReachedUpstream(sb)).toEqual([]);
+    expect(upstreamExplainedByTestCalls(sb)).toEqual([]);
+    expect(sb.sidecars.test.stats.errors).toEqual([]);
+    expect(sb.sidecars.mirror.stats.errors).toEqual([]);
+
+    // While it was down: the test filter failed open, the mirror filter refused.
+    expect(sb.sidecars.test.counter("mesh_mirror.failed_open")).toBeGreaterThan(0);
+    expect(sb.sidecars.mirror.counter("mesh_mirror.refused")).toBeGreaterThan(0);
+    for (const r of traffic.results.filter((x) => x.phase === "down")) {
+      for (const d of r.test.summary!.observed) expect(d.xMirrorCache).toBeNull(); // served by the upstream itself
+    }
+    // After the restart pairs are served by the cache again: pass and byte-identical hits.
+    const back = traffic.results.filter((x) => x.phase === "back");
+    const hits = back.flatMap((r) => r.mirror.summary!.observed).filter((o) => o.xMirrorCache === "hit").length;
+    expect(hits).toBeGreaterThan(0);
+
+    // The restarted service: alive, ready, counting, memory bounded.
+    expect(sb.cache.running).toBe(true);
+    const m = (await metricsOf(sb))!;
+    expect(m.calls("test", "pass")).toBeGreaterThan(0);
+    expect(m.get("mirror_cache_calls_total", { outcome: "internal_error" })).toBe(0);
+    expect(m.get("process_resident_memory_bytes")).toBeLessThan(Math.max(rssBefore * 3, 400 * MiB));
+  }, 180_000);
+
+  it("a kill while a test call is in flight at the cache: the sidecar sees a reset, fails open, the upstream answers; the waiting mirror is refused", async () => {
+    const rid = `rel-inflight-${Date.now()}`;
+    const test = viaSidecar(sb.sidecars.test.address, { authority: fault.authority, path: "/slow?ms=1500", headers: { "x-request-id": rid } });
+    // the cache forwarded it: the upstream is answering it now
+    expect(await waitFor(() => fault.seen.some((s) => s.requestId === rid), 30_000, 10)).toBe(true);
+    const mirror = viaSidecar(sb.sidecars.mirror.address, { authority: fault.authority, path: "/slow?ms=1500", headers: { "x-request-id": rid, [MARKER]: "mirror" } });
+    await waitFor(() => (sb.sidecars.mirror.records.some((r) => r.requestId === rid && r.dispatches.length > 0)), 10_000, 10);
+    await sb.cache.stop(true);
+    const [t, m] = await Promise.all([test, mirror]);
+    expect(t!.status).toBe(200);
+    expect(t!.headers["x-mirror-cache"]).toBeUndefined(); // from the upstream, not the cache
+    expect(m!.status).toBe(503);
+    expect(m!.headers["x-mirror-cache"]).toBe("unavailable");
+    // once through the dead cache, once fail-open; never from the mirror
+    expect(fault.seen.filter((s) => s.requestId === rid).length).toBe(2);
+    expect(fault.markerCount("mirror")).toBe(0);
+    const rec = sb.sidecars.test.records.find((r) => r.requestId === rid)!;
+    expect(rec.outcome).toBe("fail-open");
+    expect(rec.dispatches.map((d) => d.result)).toEqual(["reset"]);
+
+    await sb.cache.start();
+    expect((await metricsOf(sb))).toBeDefined();
+  }, 120_000);
+});

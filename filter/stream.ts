@@ -4,7 +4,9 @@
 // request id a test call goes on untagged and a mirror call is refused; else the call is
 // tagged, held (with its body when buffer_bodies is on) and dispatched to the cache, whose
 // answer becomes a local reply. A cache failure lets a test call continue to its real
-// upstream (fail open) and refuses a mirror call with a 503 (fail closed).
+// upstream (fail open) and refuses a mirror call with a 503 (fail closed). So does a body over
+// max_body_bytes: decided at the headers when content-length says so (nothing buffered, so Envoy's
+// own buffer limit never answers 413 for it), else while buffering a chunked body.
 // Inbound: on the mirror stack, a -shadow :authority is restored; nothing else.
 import { getBufferBytes } from "./abi/buffers";
 import { StreamContext } from "./abi/context";
@@ -17,6 +19,7 @@ import {
   BufferType, DataAction, HeadersAction, LogLevel, MapType, StreamType, TrailersAction, WasmResult, resultName,
 } from "./abi/status";
 import { Config, Direction, Stack } from "./config";
+import { LENGTH_ABSENT, LENGTH_INVALID, foldContentLength } from "./content-length";
 import { CACHE_HEADER, cacheAnswer, cacheRequestHeaders } from "./dispatch";
 import { FilterMetrics } from "./metrics";
 import { MeshMirrorRoot } from "./root";
@@ -86,6 +89,13 @@ export class MeshMirrorStream extends StreamContext {
       if (c.stack != Stack.Mirror) return HeadersAction.Continue;
       this.refuse(m, "body-not-buffered", "BODY_NOT_BUFFERED", "mirror call with a body while buffer_bodies is false");
       return HeadersAction.StopIteration;
+    }
+    // A body declared larger than max_body_bytes (or with a content-length we cannot trust) is
+    // never held: fail policy now, before Envoy buffers a byte of it. Buffering it until the
+    // limit would risk Envoy's own 413 (its buffer limit is checked before on_request_body).
+    if (!endOfStream) {
+      const why = unbufferable(seen.contentLength, c.maxBodyBytes);
+      if (why.length > 0) return this.failNow(c, m, why) ? HeadersAction.Continue : HeadersAction.StopIteration;
     }
     // The request as it now stands upstream: the app's stack headers gone, ours added last.
     this.held = cacheRequestHeaders(got.value, c.stackHeader);
@@ -202,6 +212,8 @@ export class MeshMirrorStream extends StreamContext {
 class Scan {
   requestId: string = "";
   spoofed: bool = false;
+  /** Declared body size: LENGTH_ABSENT, LENGTH_INVALID or the value (content-length.ts). */
+  contentLength: f64 = LENGTH_ABSENT;
 }
 
 /** What the filter needs from the request headers (the first request id, as Envoy's get gives). */
@@ -215,9 +227,20 @@ function scan(headers: Header[], c: Config): Scan {
       haveRequestId = true;
     } else if (h.name == c.stackHeader) {
       out.spoofed = true;
+    } else if (h.name == "content-length") {
+      out.contentLength = foldContentLength(out.contentLength, h.value);
     }
   }
   return out;
+}
+
+/** Why a request body announced by its headers cannot be buffered, or "" (absent: chunked, the
+ * body callback checks it; equal to the limit is allowed). */
+function unbufferable(contentLength: f64, maxBodyBytes: u32): string {
+  if (contentLength == LENGTH_ABSENT) return "";
+  if (contentLength == LENGTH_INVALID) return "request content-length is malformed or conflicting; the body is not buffered";
+  if (contentLength <= <f64>maxBodyBytes) return "";
+  return "request content-length " + (<u64>contentLength).toString() + " is over max_body_bytes (" + maxBodyBytes.toString() + "); the body is not buffered";
 }
 
 function destinationPasses(c: Config): bool {

@@ -53,22 +53,30 @@ export function upstreamRequestHeaders(rawHeaders: string[], stackHeader: string
   return out;
 }
 
-/** Response headers to record: end-to-end only, lower-case, in upstream order; an upstream's own
- * `x-mirror-cache` is dropped (the answer carries ours, exactly one). Content-Length is
- * dropped (the answer carries the recorded body's length) unless the body is empty — a HEAD or
- * 304 answer keeps the upstream's value. */
-export function recordedResponseHeaders(headers: Record<string, string | string[] | undefined>, bodyLength: number): Array<[string, string]> {
-  const tokens = connectionTokens(headers.connection);
-  const extra = tokens.length > 0 ? tokens : undefined;
+/** Response headers to record, from undici's raw header list ([name, value, …] Buffers):
+ * end-to-end only (hop-by-hop ones and those named in `Connection` dropped), names lower-case,
+ * in upstream order; an upstream's own `x-mirror-cache` is dropped (the answer carries ours,
+ * exactly one). Content-Length is dropped (the answer carries the recorded body's length) unless
+ * the body is empty — a HEAD or 304 answer keeps the upstream's value. Names and values are
+ * decoded as latin1, which Node writes back byte for byte, so a replayed
+ * header is the upstream's exact bytes (UTF-8 included). */
+export function recordedRawHeaders(raw: Buffer[], bodyLength: number): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  for (const name in headers) {
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toString("latin1").toLowerCase();
+    if (name === "connection") {
+      const v = raw[i + 1].toString("latin1");
+      connection = connection === undefined ? v : `${connection},${v}`;
+      continue;
+    }
     if (HOP_BY_HOP.has(name) || name === "x-mirror-cache") continue;
     if (name === "content-length" && bodyLength > 0) continue;
-    if (extra !== undefined && extra.includes(name)) continue;
-    const v = headers[name];
-    if (v === undefined) continue;
-    if (typeof v === "string") out.push([name, v]);
-    else for (const x of v) out.push([name, x]);
+    out.push([name, raw[i + 1].toString("latin1")]);
+  }
+  if (connection !== undefined) {
+    const tokens = connectionTokens(connection);
+    if (tokens.length > 0) return out.filter(([n]) => !tokens.includes(n));
   }
   return out;
 }
@@ -165,22 +173,43 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     pipelining: 1,
   });
 
+  /** One exchange through undici's dispatcher with a minimal handler: the answer is collected
+   * as Buffers and raw headers (no response stream, no header object to convert). */
+  function exchange(req: ForwardRequest): Promise<StoredResponse> {
+    return new Promise((resolve, reject) => {
+      let status = 0;
+      let raw: Buffer[] = [];
+      const chunks: Buffer[] = [];
+      let size = 0;
+      agent.dispatch(
+        { origin: req.origin, path: req.path, method: req.method as "GET", headers: req.headers, body: req.body ?? undefined },
+        {
+          onConnect() {},
+          onHeaders(statusCode: number, rawHeaders: Buffer[]) {
+            if (statusCode < 200) return true; // informational: the final answer follows
+            status = statusCode;
+            raw = rawHeaders;
+            return true;
+          },
+          onData(chunk: Buffer) {
+            chunks.push(chunk);
+            size += chunk.length;
+            return true;
+          },
+          onComplete() {
+            const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+            resolve({ status, headers: recordedRawHeaders(raw, body.length), body });
+          },
+          onError: reject,
+        } as unknown as Parameters<Agent["dispatch"]>[1],
+      );
+    });
+  }
+
   return {
     async forward(req) {
       try {
-        const res = await agent.request({
-          origin: req.origin,
-          path: req.path,
-          method: req.method,
-          headers: req.headers,
-          body: req.body ?? undefined,
-        });
-        const ab = await res.body.arrayBuffer();
-        const body = Buffer.from(ab);
-        return {
-          ok: true,
-          record: { status: res.statusCode, headers: recordedResponseHeaders(res.headers, body.length), body },
-        };
+        return { ok: true, record: await exchange(req) };
       } catch (err) {
         const c = classifyUpstreamError(err, req.origin);
         return { ok: false, code: c.code, message: c.message, record: errorRecord(c.code, c.status, c.message), cause: err };

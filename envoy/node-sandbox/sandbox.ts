@@ -25,6 +25,12 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", 
 export const CACHE_CLUSTER = "outbound|8080||mirror-cache.mesh-mirror.svc.cluster.local";
 export const METADATA_AUTHORITY = "169.254.169.254";
 export const DEFAULT_API_AUTHORITY = "api.shop.svc.cluster.local:8080";
+/** The connection buffer limit the shipped Envoy configurations set (envoy/sandbox/envoy-*.yaml
+ * `per_connection_buffer_limit_bytes`, the Istio EnvoyFilters' LISTENER patch): 2 MiB, twice the
+ * default max_body_bytes, so a chunked body that crosses max_body_bytes reaches the filter instead
+ * of Envoy's 413. The sidecars use it by default so the flow mirrors the shipped config;
+ * test/envoy/buffer-limits.test.ts checks the two agree. */
+export const SHIPPED_BUFFER_LIMIT_BYTES = 2 * 1024 * 1024;
 
 export interface SandboxOptions {
   /** Compiled filter (default: $MESH_MIRROR_FILTER_WASM, else `build/filter.wasm`; run `npm run build` first). */
@@ -43,6 +49,9 @@ export interface SandboxOptions {
   timeoutMs?: number;
   /** Extra filter configuration keys per listener (merged over the defaults). */
   filterOverrides?: { test?: Record<string, unknown>; mirror?: Record<string, unknown>; inbound?: Record<string, unknown> };
+  /** Envoy's connection buffer limit on every sidecar (default SHIPPED_BUFFER_LIMIT_BYTES, as in
+   * envoy/sandbox; Envoy's own default is 1 MiB): a body buffered past it gets Envoy's 413. */
+  bufferLimitBytes?: number;
   /** Run the filter on the mirror's inbound listener (restores the `-shadow` host; default true). */
   mirrorInbound?: boolean;
   /** VM clones per emulator (Envoy worker threads; default 2). */
@@ -150,6 +159,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       routes,
       workers: options.workers,
       allowOnHeadersStopIteration: options.allowOnHeadersStopIteration ?? true,
+      bufferLimitBytes: options.bufferLimitBytes ?? SHIPPED_BUFFER_LIMIT_BYTES,
       log,
     };
     const testSidecar = await startSidecar({ ...common, name: "test-outbound", direction: "outbound", filterConfig: filterConfigs.test });

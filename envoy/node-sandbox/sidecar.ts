@@ -60,7 +60,9 @@ export interface SidecarOptions {
   nodeMetadata?: Record<string, unknown>;
   /** Envoy route timeout for the upstream leg (default 15 s, Envoy's default). */
   routeTimeoutMs?: number;
-  /** Connection buffer limit (413 when a buffered body overflows; default emulator's). */
+  /** Listener per_connection_buffer_limit_bytes (413 when a buffered body overflows). Default: the
+   * emulator's, i.e. Envoy's 1 MiB; startSandbox passes the shipped configs' 2 MiB
+   * (SHIPPED_BUFFER_LIMIT_BYTES in sandbox.ts). */
   bufferLimitBytes?: number;
   port?: number;
   log?: (line: string) => void;

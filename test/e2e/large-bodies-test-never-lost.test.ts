@@ -2,10 +2,16 @@
 // reach its upstream (fail-open, DESIGN.md: "a test-stack call is never lost because the mirror
 // machinery failed"), the mirror call is refused (503 unavailable).
 //
-// The sidecar runs the emulator with Envoy's default connection buffer limit (1 MiB): a filter that
-// keeps a body buffered past it gets Envoy's own 413.
+// The sidecars run the emulator with a connection buffer limit: a body buffered past it gets
+// Envoy's own 413 (Envoy checks the limit before the filter's body callback sees the chunk). The
+// first two suites pin Envoy's default (1 MiB, a deployment that did not raise it); the last one
+// runs with the shipped configs' limit (2 MiB, SHIPPED_BUFFER_LIMIT_BYTES), as startSandbox does
+// by default. The app sends content-length, so the filter decides at the headers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, newRequestId, startSandbox, type Sandbox } from "./support.ts";
+
+const ENVOY_DEFAULT_BUFFER_LIMIT = 1 << 20;
+const MIB = 1024 * 1024;
 
 async function bigOrderPair(sb: Sandbox, label: string, bytes: number) {
   const rid = newRequestId(label);
@@ -17,7 +23,7 @@ describe("large request bodies, max_body_bytes below Envoy's buffer limit (512 K
   let sb: Sandbox;
   beforeAll(async () => {
     const small = { max_body_bytes: 512 * 1024 };
-    sb = await startSandbox({ filterOverrides: { test: small, mirror: small } });
+    sb = await startSandbox({ filterOverrides: { test: small, mirror: small }, bufferLimitBytes: ENVOY_DEFAULT_BUFFER_LIMIT });
   });
   afterAll(async () => {
     await sb?.stop();
@@ -42,7 +48,52 @@ describe("large request bodies, max_body_bytes below Envoy's buffer limit (512 K
   });
 });
 
-describe("large request bodies with the default configuration (max_body_bytes = 1 MiB = Envoy's buffer limit)", () => {
+/** Over max_body_bytes: the test call reaches its upstream once, with its whole body, tagged test
+ * (not Envoy's 413); the mirror call is refused 503 unavailable and reaches nothing. */
+async function expectTestServedMirrorRefused(sb: Sandbox, label: string, bytes: number) {
+  const { rid, r } = await bigOrderPair(sb, label, bytes);
+  expect(call(r.test, "order").status).toBe(200);
+  expect(call(r.mirror, "order")).toMatchObject({ status: 503, xMirrorCache: "unavailable" });
+  const seen = sb.upstream.stats.requests.filter((x) => x.requestId === rid);
+  expect(seen.map((x) => [x.stack, x.bodyBytes])).toEqual([["test", bytes]]);
+  // The mirror sidecar let none of this pair's calls through to a real destination.
+  const mirrorOrders = sb.sidecars.mirror.records.filter((x) => x.requestId === rid && x.method === "POST");
+  expect(mirrorOrders.map((x) => [x.outcome, x.forwardedTo])).toEqual([["refused", undefined]]);
+}
+
+describe("large request bodies with the default configuration (max_body_bytes = 1 MiB = Envoy's default buffer limit)", () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await startSandbox({ bufferLimitBytes: ENVOY_DEFAULT_BUFFER_LIMIT });
+  });
+  afterAll(async () => {
+    await sb?.stop();
+  });
+
+  // Was a known bug (it.fails): the filter kept buffering up to 1 MiB, the next chunk overflowed
+  // Envoy's 1 MiB decoder buffer and Envoy answered 413 itself, so the test call was lost. The
+  // filter now applies the fail policy at the headers when content-length exceeds max_body_bytes.
+  it("a 1.5 MB test POST is still served by its upstream (not Envoy's 413)", async () => {
+    const { r } = await bigOrderPair(sb, "big-default", 1_500_000);
+    expect(call(r.test, "order").status).toBe(200);
+    expect(call(r.mirror, "order")).toMatchObject({ status: 503, xMirrorCache: "unavailable" });
+  });
+
+  for (const bytes of [MIB + 1, 1_500_000, 2 * MIB]) {
+    it(`a ${bytes}-byte test POST reaches its upstream whole and tagged; the mirror POST gets 503 unavailable`, async () => {
+      await expectTestServedMirrorRefused(sb, `big-default-${bytes}`, bytes);
+    });
+  }
+
+  it("a body of exactly 1 MiB is buffered and paired (fits Envoy's 1 MiB buffer)", async () => {
+    const { rid, r } = await bigOrderPair(sb, "big-default-equal", MIB);
+    expect(sb.upstream.stats.requests.find((x) => x.requestId === rid)?.bodyBytes).toBe(MIB);
+    expect(call(r.test, "order").xMirrorCache).toBe("pass");
+    expect(call(r.mirror, "order").xMirrorCache).toBe("hit");
+  });
+});
+
+describe("large request bodies with the shipped configuration (1 MiB max_body_bytes, 2 MiB listener buffer limit)", () => {
   let sb: Sandbox;
   beforeAll(async () => {
     sb = await startSandbox();
@@ -51,15 +102,9 @@ describe("large request bodies with the default configuration (max_body_bytes = 
     await sb?.stop();
   });
 
-  // KNOWN BUG (reported to the filter owner): with the defaults the filter keeps buffering up to
-  // 1 MiB, the next chunk overflows Envoy's 1 MiB decoder buffer and Envoy answers 413 itself: the
-  // test call is lost. Fix in the filter: fail open at the headers when content-length exceeds
-  // max_body_bytes, and keep max_body_bytes below the connection buffer limit (or raise
-  // per_connection_buffer_limit_bytes in the Envoy/Istio config). `it.fails` flips to a failure
-  // once that is fixed: then drop `.fails`.
-  it.fails("a 1.5 MB test POST is still served by its upstream (not Envoy's 413)", async () => {
-    const { r } = await bigOrderPair(sb, "big-default", 1_500_000);
-    expect(call(r.test, "order").status).toBe(200);
-    expect(call(r.mirror, "order")).toMatchObject({ status: 503, xMirrorCache: "unavailable" });
-  });
+  for (const bytes of [MIB + 1, 1_500_000, 2 * MIB]) {
+    it(`a ${bytes}-byte test POST reaches its upstream whole and tagged; the mirror POST gets 503 unavailable`, async () => {
+      await expectTestServedMirrorRefused(sb, `big-shipped-${bytes}`, bytes);
+    });
+  }
 });

@@ -9,6 +9,7 @@ import { dispatchHttpCall } from "./http-call.ts";
 import { BufferType, LogLevel, Status, type Header } from "./types.ts";
 import type { HttpStream } from "./stream.ts";
 import type { RootContext } from "./root-context.ts";
+import type { VmMetrics } from "./metrics.ts";
 
 const MAX_MAP_TYPE = 7;
 const NO_PAIRS: Header[] = [];
@@ -34,6 +35,9 @@ export function hostFunctions(services: HostServices): (vm: Vm) => Record<string
       return c && c.kind === "stream" ? c : null;
     };
     const rootOf = (): RootContext | null => vm.effective?.root ?? null;
+    // The VM's metric table, looked up once (set by the host right after the VM is created).
+    let vmMetrics: VmMetrics | undefined;
+    const metrics = (): VmMetrics => (vmMetrics ??= services.metricsOf(vm));
 
     function constMap(type: number): Header[] | null {
       const c = ctx();
@@ -367,18 +371,18 @@ export function hostFunctions(services: HostServices): (vm: Vm) => Record<string
       proxy_define_metric(type: number, namePtr: number, nameSize: number, idPtr: number): number {
         const name = vm.readString(namePtr, nameSize);
         if (name === undefined) return Status.InvalidMemoryAccess;
-        const r = services.metricsOf(vm).define(type >>> 0, name);
+        const r = metrics().define(type >>> 0, name);
         if (r.status !== Status.Ok) return r.status;
         return vm.setU32(idPtr, r.id!) ? Status.Ok : Status.InvalidMemoryAccess;
       },
       proxy_increment_metric(id: number, delta: bigint): number {
-        return services.metricsOf(vm).increment(id >>> 0, BigInt(delta));
+        return metrics().increment(id >>> 0, typeof delta === "bigint" ? delta : BigInt(delta));
       },
       proxy_record_metric(id: number, value: bigint): number {
-        return services.metricsOf(vm).record(id >>> 0, BigInt.asUintN(64, BigInt(value)));
+        return metrics().record(id >>> 0, BigInt.asUintN(64, BigInt(value)));
       },
       proxy_get_metric(id: number, resultPtr: number): number {
-        const r = services.metricsOf(vm).get(id >>> 0);
+        const r = metrics().get(id >>> 0);
         if (r.status !== Status.Ok) return r.status;
         return vm.setU64(resultPtr, r.value!) ? Status.Ok : Status.InvalidMemoryAccess;
       },

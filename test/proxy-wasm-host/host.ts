@@ -15,7 +15,7 @@ import type { Plugin } from "./plugin.ts";
 import { HttpStream, type StreamEvents } from "./stream.ts";
 import { envoyGeneratedResponse } from "./http-call.ts";
 import { toBytes } from "./options.ts";
-import { toHeaderList } from "./pairs.ts";
+import { has, toHeaderList } from "./pairs.ts";
 import type { HostServices } from "./services.ts";
 import { RootScope, StreamScope, type PropertyScope } from "./properties.ts";
 import {
@@ -248,8 +248,14 @@ export class ProxyWasmHost {
     return Status.Ok;
   }
 
+  private pluginByHandle(id: number): Plugin | undefined {
+    const ps = this.plugins;
+    for (let i = 0; i < ps.length; i++) if (ps[i].handle === id) return ps[i];
+    return undefined;
+  }
+
   private pluginOf(id: number): Plugin {
-    const p = this.plugins.find((x) => x.handle === id);
+    const p = this.pluginByHandle(id);
     if (!p) throw new Error(`no root context ${id} (known: ${this.plugins.map((x) => x.handle).join(", ")})`);
     return p;
   }
@@ -260,9 +266,9 @@ export class ProxyWasmHost {
    * A new HTTP stream on a worker (round-robin unless `worker` is given). Its context id is
    * allocated now; on_context_create runs at the first request-headers event, as in Envoy (§3).
    */
-  initializeHttpContext(o: { rootContextId?: number; worker?: number } = {}): number {
-    const plugin = this.pluginOf(o.rootContextId ?? this.rootContextId);
-    const worker = o.worker ?? this.nextWorker++ % this.vms.length;
+  initializeHttpContext(o?: { rootContextId?: number; worker?: number }): number {
+    const plugin = this.pluginOf(o?.rootContextId ?? this.rootContextId);
+    const worker = o?.worker ?? this.nextWorker++ % this.vms.length;
     if (worker < 0 || worker >= this.vms.length) throw new Error(`no worker ${worker} (withWorkers(${this.vms.length}))`);
     let vm = this.vms[worker];
     if (vm.failed && plugin.failurePolicy === "FAIL_RELOAD") vm = this.reloadVm(worker);
@@ -383,6 +389,12 @@ export class ProxyWasmHost {
   }
 
   private findCall(call: number | HttpCall): { root: RootContext; call: HttpCall } {
+    if (typeof call !== "number") {
+      // Fast path: the call object names its plugin and worker; only that root can hold it.
+      const p = this.pluginByHandle(call.rootContextId);
+      const r = p?.roots[call.worker];
+      if (r && !r.deleted && r.vm.worker === call.worker && r.httpCalls.get(call.token) === call) return { root: r, call };
+    }
     const matches: Array<{ root: RootContext; call: HttpCall }> = [];
     for (const p of this.plugins) {
       for (const r of p.roots) {
@@ -404,7 +416,7 @@ export class ProxyWasmHost {
   respondToHttpCall(call: number | HttpCall, resp: HttpCallResponse): void {
     const { root, call: c } = this.findCall(call);
     const headers = toHeaderList(resp.headers);
-    if (!headers.some((h) => h[0] === ":status")) throw new Error("respondToHttpCall: response headers need :status");
+    if (!has(headers, ":status")) throw new Error("respondToHttpCall: response headers need :status");
     this.deliverHttpCall(root, c, { headers, body: toBytes(resp.body), trailers: toHeaderList(resp.trailers) });
   }
 

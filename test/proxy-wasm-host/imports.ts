@@ -85,7 +85,8 @@ type AnyFn = (...args: any[]) => any;
 /**
  * Build the import object for exactly the functions the module imports (already checked).
  * `impl` maps bare names to implementations; `isStarting` gates the restricted-call rule.
- * Fixed-arity wrappers avoid a rest-args allocation on every host call.
+ * Each gated import gets its own wrapper with the import's exact arity (no rest args, and a
+ * call site of its own so V8 can inline the implementation).
  */
 export function buildImportObject(
   imports: ModuleImport[],
@@ -97,13 +98,20 @@ export function buildImportObject(
     const fn = impl[imp.name] ?? (() => 12 /* Unimplemented: a listed function this emulator does not model */);
     const allowed = allowedDuringStart(imp.module, imp.name);
     const key = `${imp.module}.${imp.name}`;
-    const wrapped = allowed
-      ? fn
-      : (a: any, b: any, c: any, d: any, e: any, f: any, g: any, h: any, i: any, j: any, k: any, l: any) => {
-          if (isStarting()) throw new HostTrap(`restricted_callback: ${key} called from the module's start code`);
-          return fn(a, b, c, d, e, f, g, h, i, j, k, l);
-        };
+    const wrapped = allowed ? fn : gate(fn, key, isStarting, imp.type?.params.length ?? 12);
     (obj[imp.module] ??= {})[imp.name] = wrapped;
   }
   return obj;
+}
+
+const ARG_NAMES = "abcdefghijklmnop";
+
+function gate(fn: AnyFn, key: string, isStarting: () => boolean, arity: number): AnyFn {
+  const args = ARG_NAMES.slice(0, Math.min(arity, ARG_NAMES.length)).split("").join(", ");
+  // A fresh function per import (not a shared closure): its own feedback, so `fn` stays monomorphic.
+  const make = new Function(
+    "fn", "isStarting", "HostTrap", "message",
+    `return function (${args}) {\n  if (isStarting()) throw new HostTrap(message);\n  return fn(${args});\n};`,
+  ) as (fn: AnyFn, isStarting: () => boolean, trap: typeof HostTrap, message: string) => AnyFn;
+  return make(fn, isStarting, HostTrap, `restricted_callback: ${key} called from the module's start code`);
 }

@@ -1,32 +1,124 @@
 // Header-map ("pairs") serialization, contract.md §5:
 //   u32 N | N × (u32 key_len, u32 value_len) | N × (key, 0x00, value, 0x00), little-endian.
+//
+// These run on every header-map host call, so they work on raw bytes: ASCII strings are
+// encoded with a plain loop (no call into C++ per string), short ASCII strings read back from
+// module memory are interned (header names and common values repeat on every request), and
+// sizes are computed once into a reused scratch table.
 import type { Header, HeadersInput } from "./types.ts";
 
 /** Host-side parsing limits (cpp-host pairs_util): beyond them the input counts as an empty map. */
 export const MAX_PAIRS_BYTES = 1 << 20;
 export const MAX_PAIRS_COUNT = 1024;
 
-/** Bytes needed to serialize `pairs` (Buffer.byteLength avoids building the encoding twice). */
-export function pairsSize(pairs: readonly Header[]): number {
-  let n = 4;
-  for (const [k, v] of pairs) n += 10 + Buffer.byteLength(k) + Buffer.byteLength(v);
+// ---- strings <-> bytes -------------------------------------------------------------------------
+
+type SliceBuffer = Buffer & { latin1Slice?(start: number, end: number): string; utf8Slice?(start: number, end: number): string };
+const HAS_SLICES = typeof (Buffer.prototype as SliceBuffer).latin1Slice === "function" && typeof (Buffer.prototype as SliceBuffer).utf8Slice === "function";
+
+/** UTF-8 byte length; a loop over char codes for ASCII (no native call), Buffer.byteLength otherwise. */
+export function utf8Length(s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, "utf8");
   return n;
+}
+
+/** Write `s` as UTF-8 at `p` (room for utf8Length(s) bytes checked by the caller); returns bytes written. */
+export function writeUtf8(out: Buffer, s: string, p: number): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return out.write(s, p, "utf8");
+    out[p + i] = c;
+  }
+  return n;
+}
+
+const INTERN_MAX = 64;
+const INTERN_SLOTS = 4096; // power of two
+const interned: Array<string | undefined> = new Array(INTERN_SLOTS).fill(undefined);
+
+/**
+ * buf[start, end) as UTF-8 text, exactly what `buf.toString("utf8", start, end)` returns. Short
+ * ASCII strings come from a small intern table when the same bytes were decoded before.
+ */
+export function readUtf8(buf: Buffer, start: number, end: number): string {
+  const n = end - start;
+  if (n === 0) return "";
+  if (n > INTERN_MAX || !HAS_SLICES) return buf.toString("utf8", start, end);
+  let h = n;
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c > 0x7f) return (buf as SliceBuffer).utf8Slice!(start, end);
+    h = Math.imul(h ^ c, 16777619);
+  }
+  const slot = (h ^ (h >>> 16)) & (INTERN_SLOTS - 1);
+  const s = interned[slot];
+  if (s !== undefined && s.length === n) {
+    let i = 0;
+    while (i < n && s.charCodeAt(i) === buf[start + i]) i++;
+    if (i === n) return s;
+  }
+  const r = (buf as SliceBuffer).latin1Slice!(start, end); // pure ASCII: latin1 = UTF-8
+  interned[slot] = r;
+  return r;
+}
+
+function readU32(b: Uint8Array, p: number): number {
+  return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+}
+function writeU32(b: Uint8Array, p: number, v: number): void {
+  b[p] = v;
+  b[p + 1] = v >>> 8;
+  b[p + 2] = v >>> 16;
+  b[p + 3] = v >>> 24;
+}
+
+// ---- pairs -------------------------------------------------------------------------------------
+
+/** Byte lengths of the last pairsSize() call: [k0, v0, k1, v1, …] (reused, grows on demand). */
+let lens = new Int32Array(64);
+let lensFor: readonly Header[] | null = null;
+
+/** Bytes needed to serialize `pairs`; remembers the string lengths for the encodePairsInto that follows. */
+export function pairsSize(pairs: readonly Header[]): number {
+  const n = pairs.length;
+  if (lens.length < 2 * n) lens = new Int32Array(Math.max(2 * n, 2 * lens.length));
+  let size = 4 + 10 * n;
+  for (let i = 0; i < n; i++) {
+    const h = pairs[i];
+    const kl = utf8Length(h[0]);
+    const vl = utf8Length(h[1]);
+    lens[2 * i] = kl;
+    lens[2 * i + 1] = vl;
+    size += kl + vl;
+  }
+  lensFor = pairs;
+  return size;
 }
 
 /** Serialize into `out` at `offset` (out must hold pairsSize bytes); returns bytes written. */
 export function encodePairsInto(pairs: readonly Header[], out: Buffer, offset: number): number {
-  out.writeUInt32LE(pairs.length, offset);
+  const n = pairs.length;
+  // The lengths table is only trusted right after pairsSize() of this very list.
+  if (lensFor !== pairs) pairsSize(pairs);
+  lensFor = null;
+  writeU32(out, offset, n);
   let sizes = offset + 4;
-  let data = sizes + pairs.length * 8;
-  for (const [k, v] of pairs) {
-    const kl = out.write(k, data, "utf8");
-    out[data + kl] = 0;
-    const vl = out.write(v, data + kl + 1, "utf8");
-    out[data + kl + 1 + vl] = 0;
-    out.writeUInt32LE(kl, sizes);
-    out.writeUInt32LE(vl, sizes + 4);
+  let data = sizes + n * 8;
+  for (let i = 0; i < n; i++) {
+    const h = pairs[i];
+    const kl = lens[2 * i];
+    const vl = lens[2 * i + 1];
+    writeU32(out, sizes, kl);
+    writeU32(out, sizes + 4, vl);
     sizes += 8;
-    data += kl + vl + 2;
+    writeUtf8(out, h[0], data);
+    data += kl;
+    out[data++] = 0;
+    writeUtf8(out, h[1], data);
+    data += vl;
+    out[data++] = 0;
   }
   return data - offset;
 }
@@ -50,19 +142,26 @@ export function decodePairs(bytes: Uint8Array): Header[] {
 export function decodePairsAt(buf: Buffer, start: number, size: number): Header[] {
   if (size < 4 || size > MAX_PAIRS_BYTES || start + size > buf.length) return [];
   const end = start + size;
-  const n = buf.readUInt32LE(start);
+  const n = readU32(buf, start);
   if (n === 0 || n > MAX_PAIRS_COUNT) return [];
   let sizes = start + 4;
   let data = sizes + n * 8;
   if (data > end) return [];
-  const out: Header[] = [];
+  // Validate the whole layout first (any defect → empty map), then decode.
+  for (let i = 0, s = sizes, d = data; i < n; i++) {
+    const kl = readU32(buf, s);
+    const vl = readU32(buf, s + 4);
+    s += 8;
+    if (d + kl + vl + 2 > end) return [];
+    if (buf[d + kl] !== 0 || buf[d + kl + 1 + vl] !== 0) return [];
+    d += kl + vl + 2;
+  }
+  const out: Header[] = new Array(n);
   for (let i = 0; i < n; i++) {
-    const kl = buf.readUInt32LE(sizes);
-    const vl = buf.readUInt32LE(sizes + 4);
+    const kl = readU32(buf, sizes);
+    const vl = readU32(buf, sizes + 4);
     sizes += 8;
-    if (data + kl + vl + 2 > end) return [];
-    if (buf[data + kl] !== 0 || buf[data + kl + 1 + vl] !== 0) return [];
-    out.push([buf.toString("utf8", data, data + kl), buf.toString("utf8", data + kl + 1, data + kl + 1 + vl)]);
+    out[i] = [readUtf8(buf, data, data + kl), readUtf8(buf, data + kl + 1, data + kl + 1 + vl)];
     data += kl + vl + 2;
   }
   return out;
@@ -72,20 +171,25 @@ export function decodePairsAt(buf: Buffer, start: number, size: number): Header[
 export function toHeaderList(input: HeadersInput | undefined): Header[] {
   if (!input) return [];
   const entries = Array.isArray(input) ? input : Object.entries(input);
-  const out: Header[] = new Array(entries.length);
-  for (let i = 0; i < entries.length; i++) out[i] = [String(entries[i][0]).toLowerCase(), String(entries[i][1])];
+  const n = entries.length;
+  const out: Header[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const e = entries[i];
+    const k = e[0], v = e[1];
+    out[i] = [(typeof k === "string" ? k : String(k)).toLowerCase(), typeof v === "string" ? v : String(v)];
+  }
   return out;
 }
 
 /** Envoy's HeaderMap::byteSize: Σ key + value lengths (what proxy_get_header_map_size returns). */
 export function headerByteSize(map: readonly Header[]): number {
   let n = 0;
-  for (const [k, v] of map) n += Buffer.byteLength(k) + Buffer.byteLength(v);
+  for (let i = 0; i < map.length; i++) n += utf8Length(map[i][0]) + utf8Length(map[i][1]);
   return n;
 }
 
 export function getFirst(map: readonly Header[], key: string): string | undefined {
-  for (const h of map) if (h[0] === key) return h[1];
+  for (let i = 0; i < map.length; i++) if (map[i][0] === key) return map[i][1];
   return undefined;
 }
 
@@ -97,7 +201,7 @@ export function removeAll(map: Header[], key: string): void {
 
 /** Envoy setCopy: replace the first entry's value in place and drop the other entries of that key. */
 export function has(map: readonly Header[], key: string): boolean {
-  for (const h of map) if (h[0] === key) return true;
+  for (let i = 0; i < map.length; i++) if (map[i][0] === key) return true;
   return false;
 }
 

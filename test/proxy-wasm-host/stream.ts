@@ -29,6 +29,8 @@ import {
 } from "./types.ts";
 
 const EMPTY = new Uint8Array(0);
+const WHITESPACE = /\s/;
+const WHITESPACE_G = /\s/g;
 const GRPC_UNAVAILABLE = 14;
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -44,6 +46,18 @@ function clone(h: readonly Header[]): Header[] {
   for (let i = 0; i < h.length; i++) out[i] = [h[i][0], h[i][1]];
   return out;
 }
+
+type CallbackName = "on_request_headers" | "on_response_headers" | "on_request_body" | "on_response_body" | "on_request_trailers" | "on_response_trailers";
+const KIND_HEADERS = 0, KIND_BODY = 1, KIND_TRAILERS = 2;
+const CALLBACK_KIND: Record<CallbackName, number> = {
+  on_request_headers: KIND_HEADERS, on_response_headers: KIND_HEADERS,
+  on_request_body: KIND_BODY, on_response_body: KIND_BODY,
+  on_request_trailers: KIND_TRAILERS, on_response_trailers: KIND_TRAILERS,
+};
+const CALLBACK_REQUEST: Record<CallbackName, boolean> = {
+  on_request_headers: true, on_request_body: true, on_request_trailers: true,
+  on_response_headers: false, on_response_body: false, on_response_trailers: false,
+};
 
 type Stop = "none" | "headers" | "all" | "body" | "trailers";
 
@@ -61,8 +75,16 @@ interface LocalReplyInfo {
 
 export class HttpStream {
   readonly kind = "stream" as const;
-  readonly startTimeNs = BigInt(Date.now()) * 1_000_000n;
-  readonly filterState = new Map<string, Uint8Array>();
+  /** Wall-clock ms at stream creation; startTimeNs is derived on demand (request.time). */
+  private readonly startTimeMs = Date.now();
+  private filterStateMap: Map<string, Uint8Array> | undefined;
+  get startTimeNs(): bigint {
+    return BigInt(this.startTimeMs) * 1_000_000n;
+  }
+  /** proxy_set_property values (Envoy filter state `wasm.<path>`), created on first use. */
+  get filterState(): Map<string, Uint8Array> {
+    return (this.filterStateMap ??= new Map());
+  }
   /** Property scope, built on first get_property (host.ts). */
   scopeCache: PropertyScope | undefined;
 
@@ -229,22 +251,22 @@ export class HttpStream {
    * One callback with cpp-host's CHECK_FAIL_HTTP around it: on a failed VM, FAIL_OPEN → Continue,
    * otherwise the stream gets Envoy's 503 `wasm_fail_stream` and stops (§10).
    */
-  private run(name: "on_request_headers" | "on_response_headers" | "on_request_body" | "on_response_body" | "on_request_trailers" | "on_response_trailers", a: number, b?: number): number {
-    const kind = name.endsWith("headers") ? "headers" : name.endsWith("body") ? "body" : "trailers";
-    const stopValue = kind === "headers" ? Action.StopAllIterationAndWatermark : kind === "body" ? BodyAction.StopIterationNoBuffer : Action.StopIteration;
-    const request = name.startsWith("on_request");
-    if (this.vm.failed) return this.failedVm(request, stopValue);
-    if (!this.vm.has(name)) return Action.Continue;
-    const r = b === undefined ? this.vm.invoke(name, this, this.id, a) : this.vm.invoke(name, this, this.id, a, b);
-    if (this.vm.failed) return this.failedVm(request, stopValue);
+  private run(name: CallbackName, a: number, b?: number): number {
+    const kind = CALLBACK_KIND[name];
+    const stopValue = kind === KIND_HEADERS ? Action.StopAllIterationAndWatermark : kind === KIND_BODY ? BodyAction.StopIterationNoBuffer : Action.StopIteration;
+    const vm = this.vm;
+    if (vm.failed) return this.failedVm(CALLBACK_REQUEST[name], stopValue);
+    if (!vm.has(name)) return Action.Continue;
+    const r = b === undefined ? vm.invoke(name, this, this.id, a) : vm.invoke(name, this, this.id, a, b);
+    if (vm.failed) return this.failedVm(CALLBACK_REQUEST[name], stopValue);
     const v = r! >>> 0;
-    const forced = this.vm.lastCallStopped;
-    if (kind === "headers") {
+    const forced = vm.lastCallStopped;
+    if (kind === KIND_HEADERS) {
       if (forced || v > Action.StopAllIterationAndWatermark) return Action.StopAllIterationAndWatermark;
-      if (v === Action.StopIteration && !this.plugin.allowOnHeadersStopIteration) return Action.StopAllIterationAndWatermark;
+      if (v === Action.StopIteration && !this.root.plugin.allowOnHeadersStopIteration) return Action.StopAllIterationAndWatermark;
       return v;
     }
-    if (kind === "body") return forced || v > BodyAction.StopIterationNoBuffer ? BodyAction.StopIterationNoBuffer : v;
+    if (kind === KIND_BODY) return forced || v > BodyAction.StopIterationNoBuffer ? BodyAction.StopIterationNoBuffer : v;
     return forced || v > Action.StopIteration ? Action.StopIteration : v;
   }
 
@@ -644,7 +666,7 @@ export class HttpStream {
   queueLocalReply(statusCode: number, details: string, body: Uint8Array, headers: Header[], grpcStatus: number): void {
     this.vm.stopNextIteration = true;
     const grpc = grpcStatus >= 0 && grpcStatus <= 16 ? grpcStatus : undefined;
-    const d = details.replace(/\s/g, "_");
+    const d = WHITESPACE.test(details) ? details.replace(WHITESPACE_G, "_") : details;
     this.vm.addAfterCall(() => this.sendLocalReply(statusCode, body, headers, grpc, d, "decoder"));
   }
 
@@ -667,7 +689,7 @@ export class HttpStream {
       return;
     }
     const headers: Header[] = [[":status", String(statusCode)]];
-    for (const [k, v] of extraHeaders) headers.push([k.toLowerCase(), v]);
+    for (let i = 0; i < extraHeaders.length; i++) headers.push([extraHeaders[i][0].toLowerCase(), extraHeaders[i][1]]);
     if (body.length > 0) {
       removeAll(headers, "content-length");
       headers.push(["content-length", String(body.length)]);

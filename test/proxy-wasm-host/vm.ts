@@ -5,7 +5,7 @@
 import { HostTrap, buildImportObject, type Abi } from "./imports.ts";
 import type { ModuleImport } from "./wasm-module.ts";
 import { Status, type Header } from "./types.ts";
-import { decodePairsAt, encodePairsInto, pairsSize } from "./pairs.ts";
+import { decodePairsAt, encodePairsInto, pairsSize, readUtf8, utf8Length, writeUtf8 } from "./pairs.ts";
 import type { RootContext } from "./root-context.ts";
 import type { HttpStream } from "./stream.ts";
 
@@ -44,6 +44,8 @@ export class Vm {
   private readonly mallocFn: Fn;
   private ab: ArrayBuffer;
   private buf: Buffer;
+  /** Plain Uint8Array over the same memory (copies made from it are plain Uint8Arrays). */
+  private u8: Uint8Array = new Uint8Array(0);
 
   nextContextId = 1; // 0 is the VM context (cpp-host)
   readonly contexts = new Map<number, Context>();
@@ -97,6 +99,7 @@ export class Vm {
     }
     this.ab = this.memory.buffer;
     this.buf = Buffer.from(this.ab);
+    this.u8 = new Uint8Array(this.ab);
   }
 
 
@@ -132,6 +135,7 @@ export class Vm {
     if (this.buf.length === 0) {
       this.ab = this.memory.buffer;
       this.buf = Buffer.from(this.ab);
+      this.u8 = new Uint8Array(this.ab);
     }
     return this.buf;
   }
@@ -146,14 +150,14 @@ export class Vm {
     ptr >>>= 0; size >>>= 0;
     const m = this.mem();
     if (ptr + size > m.length) return undefined;
-    return new Uint8Array(m.subarray(ptr, ptr + size));
+    return this.u8.slice(ptr, ptr + size); // a plain Uint8Array copy (this.u8 is current after mem())
   }
 
   readString(ptr: number, size: number): string | undefined {
     ptr >>>= 0; size >>>= 0;
     const m = this.mem();
     if (ptr + size > m.length) return undefined;
-    return m.toString("utf8", ptr, ptr + size);
+    return readUtf8(m, ptr, ptr + size);
   }
 
   /** Parse a pairs buffer straight from module memory; undefined when out of bounds. */
@@ -168,7 +172,10 @@ export class Vm {
     ptr >>>= 0;
     const m = this.mem();
     if (ptr + 4 > m.length) return false;
-    m.writeUInt32LE(v >>> 0, ptr);
+    m[ptr] = v;
+    m[ptr + 1] = v >>> 8;
+    m[ptr + 2] = v >>> 16;
+    m[ptr + 3] = v >>> 24;
     return true;
   }
 
@@ -185,36 +192,56 @@ export class Vm {
     return this.mallocFn(size) >>> 0;
   }
 
+  /** Both result slots at once (pointer, size); false when either is out of bounds. */
+  private setResult(ptrPtr: number, sizePtr: number, p: number, n: number): boolean {
+    // Same order and partial effect as two setU32 calls.
+    ptrPtr >>>= 0; sizePtr >>>= 0;
+    const m = this.mem();
+    if (ptrPtr + 4 > m.length) return false;
+    m[ptrPtr] = p; m[ptrPtr + 1] = p >>> 8; m[ptrPtr + 2] = p >>> 16; m[ptrPtr + 3] = p >>> 24;
+    if (sizePtr + 4 > m.length) return false;
+    m[sizePtr] = n; m[sizePtr + 1] = n >>> 8; m[sizePtr + 2] = n >>> 16; m[sizePtr + 3] = n >>> 24;
+    return true;
+  }
+
   /**
    * Hand bytes to the module the cpp-host way: malloc, copy, write pointer and size; an empty
    * value is pointer 0 / size 0 without calling malloc (§1.3).
    */
   writeResult(ptrPtr: number, sizePtr: number, bytes: Uint8Array): Status {
-    if (bytes.length === 0) return this.setU32(ptrPtr, 0) && this.setU32(sizePtr, 0) ? Status.Ok : Status.InvalidMemoryAccess;
-    const p = this.malloc(bytes.length);
-    if (!p || !this.inBounds(p, bytes.length)) return Status.InvalidMemoryAccess;
-    this.mem().set(bytes, p);
-    return this.setU32(ptrPtr, p) && this.setU32(sizePtr, bytes.length) ? Status.Ok : Status.InvalidMemoryAccess;
+    const n = bytes.length;
+    if (n === 0) return this.setResult(ptrPtr, sizePtr, 0, 0) ? Status.Ok : Status.InvalidMemoryAccess;
+    const p = this.malloc(n);
+    if (!p) return Status.InvalidMemoryAccess;
+    const m = this.mem(); // after malloc: memory may have grown
+    if (p + n > m.length) return Status.InvalidMemoryAccess;
+    if (n <= 16) for (let i = 0; i < n; i++) m[p + i] = bytes[i];
+    else m.set(bytes, p);
+    return this.setResult(ptrPtr, sizePtr, p, n) ? Status.Ok : Status.InvalidMemoryAccess;
   }
 
   /** Same, for a string, encoding straight into module memory (hot path for header values). */
   writeStringResult(ptrPtr: number, sizePtr: number, s: string): Status {
-    const n = Buffer.byteLength(s);
-    if (n === 0) return this.setU32(ptrPtr, 0) && this.setU32(sizePtr, 0) ? Status.Ok : Status.InvalidMemoryAccess;
+    const n = utf8Length(s);
+    if (n === 0) return this.setResult(ptrPtr, sizePtr, 0, 0) ? Status.Ok : Status.InvalidMemoryAccess;
     const p = this.malloc(n);
-    if (!p || !this.inBounds(p, n)) return Status.InvalidMemoryAccess;
-    this.mem().write(s, p, n, "utf8");
-    return this.setU32(ptrPtr, p) && this.setU32(sizePtr, n) ? Status.Ok : Status.InvalidMemoryAccess;
+    if (!p) return Status.InvalidMemoryAccess;
+    const m = this.mem();
+    if (p + n > m.length) return Status.InvalidMemoryAccess;
+    writeUtf8(m, s, p);
+    return this.setResult(ptrPtr, sizePtr, p, n) ? Status.Ok : Status.InvalidMemoryAccess;
   }
 
-  /** Serialize pairs straight into memory the module allocated (no intermediate copy). */
+  /** Serialize pairs straight into memory the module allocated: sizes first, one malloc, no intermediate copy. */
   writePairsResult(ptrPtr: number, sizePtr: number, map: readonly Header[]): Status {
-    if (map.length === 0) return this.setU32(ptrPtr, 0) && this.setU32(sizePtr, 0) ? Status.Ok : Status.InvalidMemoryAccess;
+    if (map.length === 0) return this.setResult(ptrPtr, sizePtr, 0, 0) ? Status.Ok : Status.InvalidMemoryAccess;
     const size = pairsSize(map);
     const p = this.malloc(size);
-    if (!p || !this.inBounds(p, size)) return Status.InvalidMemoryAccess;
-    encodePairsInto(map, this.mem(), p);
-    return this.setU32(ptrPtr, p) && this.setU32(sizePtr, size) ? Status.Ok : Status.InvalidMemoryAccess;
+    if (!p) return Status.InvalidMemoryAccess;
+    const m = this.mem();
+    if (p + size > m.length) return Status.InvalidMemoryAccess;
+    encodePairsInto(map, m, p);
+    return this.setResult(ptrPtr, sizePtr, p, size) ? Status.Ok : Status.InvalidMemoryAccess;
   }
 
   // ---- contexts ----------------------------------------------------------------------------

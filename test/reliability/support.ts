@@ -147,7 +147,12 @@ export async function startFaultUpstream(stackHeader = "x-mirror-stack"): Promis
     req.on("error", () => undefined);
     req.on("end", () => {
       const n = ++seq;
-      const url = new URL(req.url ?? "/", "http://u.invalid");
+      let url: URL;
+      try {
+        url = new URL(`http://u.invalid${(req.url ?? "/").startsWith("/") ? req.url : `/${req.url}`}`);
+      } catch {
+        url = new URL("http://u.invalid/unparsable");
+      }
       seen.push({
         method: req.method ?? "",
         url: req.url ?? "",

@@ -73,7 +73,12 @@ const upstreamPath = (authority: string): Scenario => (h, i) => {
 function taggedPath(h: ProxyWasmHost): Scenario {
   let call: HttpCall | undefined;
   h.on("httpCall", (c) => (call = c));
-  const answer = { headers: [[":status", "200"], ["x-mirror-cache", "hit"], ["content-type", "application/json"]] as Header[], body: '{"ok":true}' };
+  // Built once, body already as bytes: per iteration the harness only hands the same answer
+  // over (the no-op/passthrough cases likewise pass one prebuilt RESPONSE).
+  const answer = {
+    headers: [[":status", "200"], ["x-mirror-cache", "hit"], ["content-type", "application/json"]] as Header[],
+    body: new TextEncoder().encode('{"ok":true}'),
+  };
   return (hh, i) => {
     const s = hh.initializeHttpContext();
     call = undefined;

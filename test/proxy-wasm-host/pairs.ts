@@ -147,22 +147,17 @@ export function decodePairsAt(buf: Buffer, start: number, size: number): Header[
   let sizes = start + 4;
   let data = sizes + n * 8;
   if (data > end) return [];
-  // Validate the whole layout first (any defect → empty map), then decode.
-  for (let i = 0, s = sizes, d = data; i < n; i++) {
-    const kl = readU32(buf, s);
-    const vl = readU32(buf, s + 4);
-    s += 8;
-    if (d + kl + vl + 2 > end) return [];
-    if (buf[d + kl] !== 0 || buf[d + kl + 1 + vl] !== 0) return [];
-    d += kl + vl + 2;
-  }
+  // One pass: any defect (truncated, missing NUL) makes the whole map empty, as in cpp-host.
   const out: Header[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const kl = readU32(buf, sizes);
     const vl = readU32(buf, sizes + 4);
     sizes += 8;
-    out[i] = [readUtf8(buf, data, data + kl), readUtf8(buf, data + kl + 1, data + kl + 1 + vl)];
-    data += kl + vl + 2;
+    const kEnd = data + kl;
+    const vEnd = kEnd + 1 + vl;
+    if (vEnd + 1 > end || buf[kEnd] !== 0 || buf[vEnd] !== 0) return [];
+    out[i] = [readUtf8(buf, data, kEnd), readUtf8(buf, kEnd + 1, vEnd)];
+    data = vEnd + 1;
   }
   return out;
 }

@@ -298,7 +298,9 @@ export class Vm {
   /** Run deferred actions once no VM call is on the stack (Envoy's DeferAfterCallActions). */
   drain(): void {
     if (this.depth > 0) return;
-    while (this.afterCall.length > 0) this.afterCall.shift()!();
+    // Actions may queue more actions and drain re-entrantly: always take the oldest one.
+    const q = this.afterCall;
+    while (q.length > 0) q.shift()!();
   }
 
   private markFailed(err: unknown): void {

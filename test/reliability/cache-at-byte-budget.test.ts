@@ -19,6 +19,7 @@ describe("cache at its byte budget", () => {
   });
   afterAll(async () => {
     await svc?.kill("SIGTERM");
+    expect(svc.exits).toEqual([{ code: 0, signal: null, killedByTest: true }]); // never crashed; graceful exit
     await fault?.close();
   });
   const call = (stack: "test" | "mirror", rid: string, target: string) =>

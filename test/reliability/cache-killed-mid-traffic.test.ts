@@ -6,7 +6,7 @@
 // counts again; nothing else crashed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSandbox, type Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
-import { MARKER, MiB, parseMetrics, startFaultUpstream, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
+import { http, MARKER, MiB, parseMetrics, startFaultUpstream, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
 import { mirrorReachedUpstream, pairViolations, startTraffic, upstreamExplainedByTestCalls } from "./traffic.ts";
 
 async function metricsOf(sb: Sandbox) {
@@ -64,6 +64,7 @@ describe("cache killed mid-traffic", () => {
 
     // The restarted service: alive, ready, counting, memory bounded.
     expect(sb.cache.running).toBe(true);
+    expect((await http(Number(sb.cache.address.split(":")[1]), { target: "/readyz" }))!.status).toBe(200);
     const m = (await metricsOf(sb))!;
     expect(m.calls("test", "pass")).toBeGreaterThan(0);
     expect(m.get("mirror_cache_calls_total", { outcome: "internal_error" })).toBe(0);

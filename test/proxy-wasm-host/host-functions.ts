@@ -233,7 +233,7 @@ export function hostFunctions(services: HostServices): (vm: Vm) => Record<string
         if (start > bytes.length) return Status.Ok; // nothing to copy, nothing written
         if (start + length > bytes.length) length = bytes.length - start;
         if (length === 0) return Status.Ok; // §11: an empty body writes nothing
-        return vm.writeResult(ptrPtr, sizePtr, bytes.subarray(start, start + length));
+        return vm.writeResult(ptrPtr, sizePtr, start === 0 && length === bytes.length ? bytes : bytes.subarray(start, start + length));
       },
       proxy_set_buffer_bytes(type: number, start: number, length: number, dataPtr: number, dataSize: number): number {
         if (type >>> 0 > MAX_BUFFER_TYPE) return Status.BadArgument;

@@ -5,8 +5,10 @@
 // restart since the memory records died with the process); the restarted service is ready and
 // counts again; nothing else crashed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startSandbox, type Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
-import { http, MARKER, MiB, parseMetrics, startFaultUpstream, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
+import { CACHE_CLUSTER, startSandbox, type Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
+import { startSidecar } from "../../envoy/node-sandbox/sidecar.ts";
+import { WASM_PATH } from "../filter/helpers.ts";
+import { http, MARKER, MiB, parseMetrics, startFaultUpstream, startServiceProcess, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
 import { mirrorReachedUpstream, pairViolations, startTraffic, upstreamExplainedByTestCalls } from "./traffic.ts";
 
 async function metricsOf(sb: Sandbox) {
@@ -94,4 +96,62 @@ describe("cache killed mid-traffic", () => {
     await sb.cache.start();
     expect((await metricsOf(sb))).toBeDefined();
   }, 120_000);
+  it("SIGTERM mid-traffic (a rolling restart): in-flight calls drain and are answered, later ones fail open / are refused, exit 0, restart on the same port", async () => {
+    const svc = await startServiceProcess({ MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_SHUTDOWN_TIMEOUT_MS: "10000" });
+    const common = { wasm: WASM_PATH, clusters: { [CACHE_CLUSTER]: `127.0.0.1:${svc.port}` }, routes: {} };
+    const test = await startSidecar({ ...common, name: "test-outbound", direction: "outbound", filterConfig: { stack: "test", cache_cluster: CACHE_CLUSTER } });
+    const mirror = await startSidecar({ ...common, name: "mirror-outbound", direction: "outbound", filterConfig: { stack: "mirror", cache_cluster: CACHE_CLUSTER } });
+    let sigtermSent = false;
+    const results: Array<{ rid: string; phase: string; afterSigterm: boolean; t: { status: number; cache?: string; body: Buffer }; m: { status: number; cache?: string; body: Buffer } }> = [];
+    let phase = "up";
+    let stop = false;
+    const worker = async (w: number) => {
+      for (let i = 0; !stop; i++) {
+        const rid = `rel-term-${w}-${i}-${Date.now()}`;
+        const ph = phase;
+        const tp = viaSidecar(test.address, { authority: fault.authority, path: "/slow?ms=300", headers: { "x-request-id": rid } });
+        await new Promise((r) => setTimeout(r, 20));
+        const mp = viaSidecar(mirror.address, { authority: fault.authority, path: "/slow?ms=300", headers: { "x-request-id": rid, [MARKER]: "mirror" } });
+        const [t, m] = await Promise.all([tp, mp]);
+        results.push({ rid, phase: ph, afterSigterm: sigtermSent, t: { status: t!.status, cache: t!.headers["x-mirror-cache"] as string | undefined, body: t!.body }, m: { status: m!.status, cache: m!.headers["x-mirror-cache"] as string | undefined, body: m!.body } });
+      }
+    };
+    const workers = [0, 1, 2].map(worker);
+    try {
+      expect(await waitFor(() => results.length >= 6, 30_000)).toBe(true);
+      await waitFor(() => fault.inFlight > 0, 5_000, 5); // calls are in flight at the cache
+      phase = "terminating";
+      sigtermSent = true;
+      await svc.kill("SIGTERM");
+      phase = "down";
+      const n = results.length;
+      expect(await waitFor(() => results.length >= n + 6, 30_000)).toBe(true);
+      phase = "restarting";
+      await svc.start();
+      phase = "back";
+      expect(await waitFor(() => results.filter((r) => r.phase === "back").length >= 3, 30_000)).toBe(true);
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
+    expect(svc.exits).toEqual([{ code: 0, signal: null, killedByTest: true }]); // graceful, not a crash
+    for (const r of results) {
+      expect(r.t.status, `${r.phase} ${r.rid}`).toBe(200); // every test call answered
+      if (r.m.cache === "hit") expect(r.m.body.equals(r.t.body)).toBe(true);
+      else expect([[503, "unavailable"], [504, "miss"]]).toContainEqual([r.m.status, r.m.cache]);
+    }
+    expect(results.filter((r) => r.phase === "down").every((r) => r.t.cache === undefined)).toBe(true); // failed open
+    // calls in flight at the SIGTERM were drained: answered by the cache after the signal
+    expect(results.some((r) => r.phase === "up" && r.afterSigterm && r.t.cache === "pass")).toBe(true);
+    expect(results.filter((r) => r.phase === "back").some((r) => r.m.cache === "hit")).toBe(true);
+    expect(fault.markerCount("mirror")).toBe(0);
+    expect(mirror.stats.forwards[fault.authority] ?? 0).toBe(0);
+    expect(mirror.counter("mesh_mirror.failed_open")).toBe(0);
+    expect(test.stats.errors).toEqual([]);
+    expect(mirror.stats.errors).toEqual([]);
+    expect((await svc.readyz())!.status).toBe(200);
+    await test.stop();
+    await mirror.stop();
+    await svc.kill("SIGKILL");
+  }, 180_000);
 });

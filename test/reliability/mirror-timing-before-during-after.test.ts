@@ -10,8 +10,8 @@ import { startSidecar, type SidecarHandle } from "../../envoy/node-sandbox/sidec
 import { WASM_PATH } from "../filter/helpers.ts";
 import { MARKER, sleep, startFaultUpstream, startServiceProcess, viaSidecar, waitFor, type FaultUpstream, type ServiceProcess } from "./support.ts";
 
-const WAIT_MS = 1500;
-const TTL_MS = 1000;
+const WAIT_MS = 3000;
+const TTL_MS = 2500;
 
 describe("mirror timing: before, during, after, long after the test call", () => {
   let svc: ServiceProcess;

@@ -16,14 +16,15 @@ export const LENGTH_INVALID: f64 = -2;
 // Larger values are all "too large"; capping keeps the arithmetic exact.
 const LENGTH_CAP: f64 = 1e15;
 
-/** One `1*DIGIT` element (OWS around it trimmed), capped at LENGTH_CAP; LENGTH_INVALID if not. */
-function parseElement(s: string, from: i32, to: i32): f64 {
-  while (from < to && isOws(s.charCodeAt(from))) from++;
-  while (to > from && isOws(s.charCodeAt(to - 1))) to--;
+/** One `1*DIGIT` element in bytes [from, to) (OWS around it trimmed), capped at LENGTH_CAP;
+ * LENGTH_INVALID if not. */
+function parseElement(from: usize, to: usize): f64 {
+  while (from < to && isOws(load<u8>(from))) from++;
+  while (to > from && isOws(load<u8>(to - 1))) to--;
   if (from >= to) return LENGTH_INVALID;
   let n: f64 = 0;
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
+  for (let p = from; p < to; p++) {
+    const c = <i32>load<u8>(p);
     if (c < 0x30 || c > 0x39) return LENGTH_INVALID;
     n = n * 10 + <f64>(c - 0x30);
     if (n > LENGTH_CAP) n = LENGTH_CAP;
@@ -31,25 +32,25 @@ function parseElement(s: string, from: i32, to: i32): f64 {
   return n;
 }
 
-function isOws(c: i32): bool {
+function isOws(c: u8): bool {
   return c == 0x20 || c == 0x09;
 }
 
-/** Folds one content-length header value (possibly a comma-separated list, RFC 9110 §8.6) into
- * `current` (LENGTH_ABSENT before the first value): identical values collapse, any bad element or
- * any disagreement gives LENGTH_INVALID. */
-export function foldContentLength(current: f64, value: string): f64 {
+/** Folds one content-length header value (`size` bytes at `ptr`; possibly a comma-separated
+ * list, RFC 9110 §8.6) into `current` (LENGTH_ABSENT before the first value): identical values
+ * collapse, any bad element or any disagreement gives LENGTH_INVALID. */
+export function foldContentLength(current: f64, ptr: usize, size: usize): f64 {
   if (current == LENGTH_INVALID) return LENGTH_INVALID;
   let out = current;
-  let start = 0;
-  const n = value.length;
-  for (let i = 0; i <= n; i++) {
-    if (i < n && value.charCodeAt(i) != 0x2C) continue;
-    const v = parseElement(value, start, i);
+  let start = ptr;
+  const end = ptr + size;
+  for (let p = ptr; p <= end; p++) {
+    if (p < end && load<u8>(p) != 0x2C) continue;
+    const v = parseElement(start, p);
     if (v == LENGTH_INVALID) return LENGTH_INVALID;
     if (out != LENGTH_ABSENT && out != v) return LENGTH_INVALID;
     out = v;
-    start = i + 1;
+    start = p + 1;
   }
   return out;
 }

@@ -7,6 +7,7 @@ import { RootContext, StreamContext } from "./abi/context";
 import { log } from "./abi/log";
 import { BufferType, LogLevel, resultName } from "./abi/status";
 import { Config, Stack, configError, parseConfig } from "./config";
+import { Tagging } from "./dispatch";
 import { FilterMetrics } from "./metrics";
 import { stackFromLabel } from "./stack";
 import { MeshMirrorStream } from "./stream";
@@ -15,6 +16,8 @@ export class MeshMirrorRoot extends RootContext {
   /** Null until a configuration was accepted; streams then pass everything untouched. */
   config: Config | null = null;
   metrics: FilterMetrics | null = null;
+  /** The configuration's header names and stack value as bytes, set with `config`. */
+  tagging: Tagging | null = null;
 
   onConfigure(configurationSize: u32): bool {
     let text = "";
@@ -41,6 +44,7 @@ export class MeshMirrorRoot extends RootContext {
       c.stack = s.stack;
     }
     if (this.metrics === null) this.metrics = new FilterMetrics();
+    this.tagging = new Tagging(c);
     this.config = c;
     return true;
   }

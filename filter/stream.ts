@@ -10,22 +10,29 @@
 // Inbound: on the mirror stack, a -shadow :authority is restored; nothing else.
 import { getBufferBytes } from "./abi/buffers";
 import { StreamContext } from "./abi/context";
-import { addHeader, getHeader, getHeaders, removeHeader, replaceHeader } from "./abi/headers";
-import { getHttpCallResponseBody, getHttpCallResponseHeaders, getHttpCallStatus } from "./abi/http-call";
+import { addHeader, getHeader, readHeaderPairs, removeHeader, replaceHeader } from "./abi/headers";
+import { getHttpCallResponseBody, getHttpCallStatus, readHttpCallResponsePairs } from "./abi/http-call";
 import { logAlways, logEnabled } from "./abi/log";
-import { Header } from "./abi/pairs";
+import { Header, PairsView, PairsWriter } from "./abi/pairs";
 import { getPropertyString } from "./abi/properties";
 import {
   BufferType, DataAction, HeadersAction, LogLevel, MapType, StreamType, TrailersAction, WasmResult, resultName,
 } from "./abi/status";
 import { Config, Direction, Stack } from "./config";
-import { LENGTH_ABSENT, LENGTH_INVALID, foldContentLength } from "./content-length";
-import { CACHE_HEADER, cacheAnswer, cacheRequestHeaders } from "./dispatch";
+import { LENGTH_ABSENT, LENGTH_INVALID } from "./content-length";
+import { CACHE_HEADER, RequestScan, Tagging, writeCacheAnswer, writeCacheRequest } from "./dispatch";
 import { FilterMetrics } from "./metrics";
 import { MeshMirrorRoot } from "./root";
 import { restoreShadowHost } from "./shadow";
 
 const NO_BODY = new ArrayBuffer(0);
+
+// Reused by every stream of the VM, one callback at a time: a map as the host returned it, what
+// the request headers say, and the map being built for the host (the cache call's headers, the
+// local reply's headers, the trailers). Nothing here outlives the callback that filled it.
+const hostMap = new PairsView();
+const seen = new RequestScan();
+const outMap = new PairsWriter();
 
 enum Phase {
   /** Not held by the filter. */
@@ -42,8 +49,11 @@ export class MeshMirrorStream extends StreamContext {
   private phase: Phase = Phase.Idle;
   /** Buffered request body size, as last reported by on_request_body. */
   private bodySize: u32 = 0;
-  /** Headers for the cache call, kept from on_request_headers while the body is buffered. */
-  private held: Header[] = [];
+  /** Headers for the cache call (serialized), kept from on_request_headers while the body is buffered. */
+  private held: ArrayBuffer = NO_BODY;
+  /** Tagged, but the stack header is not set yet: it only matters if the request goes upstream,
+   * so it is added when it does (tagUpstream) rather than on every request a cache answers. */
+  private tagPending: bool = false;
 
   constructor(id: u32, readonly plugin: MeshMirrorRoot) {
     super(id, plugin);
@@ -63,30 +73,39 @@ export class MeshMirrorStream extends StreamContext {
       m.passthrough.increment();
       return HeadersAction.Continue;
     }
-    const got = getHeaders(MapType.RequestHeaders);
-    if (!got.ok) {
-      return this.failNow(c, m, "reading the request headers failed (" + resultName(got.status) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
+    const t = this.plugin.tagging!;
+    const read = readHeaderPairs(MapType.RequestHeaders, hostMap);
+    if (read != WasmResult.Ok) {
+      return this.failNow(c, m, "reading the request headers failed (" + resultName(read) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
     }
-    const seen = scan(got.value, c);
+    seen.scan(hostMap, t);
+    const action = this.outbound(c, m, t, endOfStream);
+    hostMap.release();
+    return action;
+  }
+
+  /** onRequestHeaders of an outbound request that does not pass, the request headers in
+   * `hostMap` and `seen`. */
+  private outbound(c: Config, m: FilterMetrics, t: Tagging, endOfStream: bool): HeadersAction {
     // No spoofing: whatever stack the app claims is dropped (every copy).
     const removed = seen.spoofed ? removeHeader(MapType.RequestHeaders, c.stackHeader) : WasmResult.Ok;
     if (removed != WasmResult.Ok) {
       return this.failNow(c, m, "could not remove the app's " + c.stackHeader + " (" + resultName(removed) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
     }
-    if (seen.requestId.length == 0) {
+    if (!seen.hasRequestId) {
       m.noRequestId.increment();
       if (c.stack != Stack.Mirror) return HeadersAction.Continue;
       this.refuse(m, "no-request-id", "NO_REQUEST_ID", "mirror call without " + c.requestIdHeader);
       return HeadersAction.StopIteration;
     }
-    const tagged = addHeader(MapType.RequestHeaders, c.stackHeader, c.stackValue);
-    if (tagged != WasmResult.Ok) {
-      return this.failNow(c, m, "could not set " + c.stackHeader + " (" + resultName(tagged) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
-    }
+    this.tagPending = true;
     m.tagged.increment();
     if (!endOfStream && !c.bufferBodies) {
       m.bodyNotBuffered.increment();
-      if (c.stack != Stack.Mirror) return HeadersAction.Continue;
+      if (c.stack != Stack.Mirror) {
+        this.tagUpstream(c);
+        return HeadersAction.Continue;
+      }
       this.refuse(m, "body-not-buffered", "BODY_NOT_BUFFERED", "mirror call with a body while buffer_bodies is false");
       return HeadersAction.StopIteration;
     }
@@ -97,14 +116,14 @@ export class MeshMirrorStream extends StreamContext {
       const why = unbufferable(seen.contentLength, c.maxBodyBytes);
       if (why.length > 0) return this.failNow(c, m, why) ? HeadersAction.Continue : HeadersAction.StopIteration;
     }
-    // The request as it now stands upstream: the app's stack headers gone, ours added last.
-    this.held = cacheRequestHeaders(got.value, c.stackHeader);
-    this.held.push(new Header(c.stackHeader, c.stackValue));
+    // The request as it will stand upstream (the app's stack headers gone, ours added last).
+    writeCacheRequest(hostMap, t, seen.connection, outMap);
     if (!endOfStream) {
+      this.held = outMap.toArrayBuffer();
       this.phase = Phase.Buffering;
       return HeadersAction.StopIteration;
     }
-    const why = this.dispatch(c, m, NO_BODY, []);
+    const why = this.dispatch(c, m, outMap.ptr, outMap.size, NO_BODY, 0, 0);
     if (why.length == 0) return HeadersAction.StopIteration;
     return this.failNow(c, m, why) ? HeadersAction.Continue : HeadersAction.StopIteration;
   }
@@ -120,7 +139,7 @@ export class MeshMirrorStream extends StreamContext {
     }
     if (!endOfStream) return DataAction.StopIterationAndBuffer;
     const body = getBufferBytes(BufferType.RequestBody, 0, bodySize);
-    const why = body.ok ? this.dispatch(c, m, body.value, []) : "reading the request body failed (" + resultName(body.status) + ")";
+    const why = body.ok ? this.dispatchHeld(c, m, body.value, 0, 0) : "reading the request body failed (" + resultName(body.status) + ")";
     if (why.length == 0) return DataAction.StopIterationAndBuffer;
     return this.failNow(c, m, why) ? DataAction.Continue : DataAction.StopIterationNoBuffer;
   }
@@ -130,10 +149,19 @@ export class MeshMirrorStream extends StreamContext {
     const m = this.plugin.metrics;
     if (this.phase != Phase.Buffering || c === null || m === null) return TrailersAction.Continue;
     const body = this.bodySize > 0 ? getBufferBytes(BufferType.RequestBody, 0, this.bodySize) : null;
-    const trailers = getHeaders(MapType.RequestTrailers);
     let why = "";
-    if (body !== null && !body.ok) why = "reading the request body failed (" + resultName(body.status) + ")";
-    else why = this.dispatch(c, m, body !== null ? body.value : NO_BODY, trailers.ok ? trailers.value : []);
+    if (body !== null && !body.ok) {
+      why = "reading the request body failed (" + resultName(body.status) + ")";
+    } else {
+      // Unreadable trailers are sent as none, like an empty map.
+      outMap.begin();
+      if (readHeaderPairs(MapType.RequestTrailers, hostMap) == WasmResult.Ok) {
+        while (hostMap.next()) outMap.addEntry(hostMap);
+        hostMap.release();
+      }
+      const n = outMap.length;
+      why = this.dispatchHeld(c, m, body !== null ? body.value : NO_BODY, n > 0 ? outMap.ptr : 0, n > 0 ? outMap.size : 0);
+    }
     if (why.length == 0) return TrailersAction.StopIteration;
     return this.failNow(c, m, why) ? TrailersAction.Continue : TrailersAction.StopIteration;
   }
@@ -147,13 +175,15 @@ export class MeshMirrorStream extends StreamContext {
       this.failLater(c, m, "cache call failed (" + (status.ok ? status.value.message : resultName(status.status)) + ")");
       return;
     }
-    const headers = getHttpCallResponseHeaders();
-    if (!headers.ok) {
-      this.failLater(c, m, "reading the cache response failed (" + resultName(headers.status) + ")");
+    const read = readHttpCallResponsePairs(hostMap);
+    if (read != WasmResult.Ok) {
+      this.failLater(c, m, "reading the cache response failed (" + resultName(read) + ")");
       return;
     }
-    const answer = cacheAnswer(headers.value);
-    if (answer === null) {
+    // The local reply's headers go to outMap.
+    const status = writeCacheAnswer(hostMap, outMap);
+    hostMap.release();
+    if (status < 0) {
       this.failLater(c, m, "the cache cluster answered without " + CACHE_HEADER + " (Envoy's own reply: cache unreachable or slow)");
       return;
     }
@@ -164,16 +194,39 @@ export class MeshMirrorStream extends StreamContext {
     }
     this.phase = Phase.Done;
     m.answered.increment();
-    this.sendLocalResponse(answer.status, "mesh_mirror_cache_answer", body.value, answer.headers);
+    this.sendLocalResponsePairs(<u32>status, "mesh_mirror_cache_answer", changetype<usize>(body.value), body.value.byteLength, outMap.ptr, outMap.size);
   }
 
-  /** Dispatches the held request to the cache; returns "" or why it could not. */
-  private dispatch(c: Config, m: FilterMetrics, body: ArrayBuffer, trailers: Header[]): string {
-    const r = this.httpCall(c.cacheCluster, this.held, body, trailers, c.timeoutMs);
+  /** Dispatches the request to the cache (headers and trailers serialized, trailers size 0 for
+   * none); returns "" or why it could not. */
+  private dispatch(
+    c: Config, m: FilterMetrics, headersPtr: usize, headersSize: usize, body: ArrayBuffer, trailersPtr: usize, trailersSize: usize,
+  ): string {
+    const r = this.httpCallPairs(
+      c.cacheCluster, headersPtr, headersSize, changetype<usize>(body), body.byteLength, trailersPtr, trailersSize, c.timeoutMs,
+    );
     if (!r.ok) return "dispatch to " + c.cacheCluster + " refused (" + resultName(r.status) + ")";
     m.dispatched.increment();
     this.phase = Phase.Dispatched;
     return "";
+  }
+
+  /** dispatch with the headers held since on_request_headers (the body was buffered). */
+  private dispatchHeld(c: Config, m: FilterMetrics, body: ArrayBuffer, trailersPtr: usize, trailersSize: usize): string {
+    const held = this.held;
+    this.held = NO_BODY;
+    return this.dispatch(c, m, changetype<usize>(held), held.byteLength, body, trailersPtr, trailersSize);
+  }
+
+  /** Sets the stack header on a tagged request that goes to its real upstream (fail open, or a
+   * test call whose body is not buffered): CONTRACTS.md "with stack_header set". */
+  private tagUpstream(c: Config): void {
+    if (!this.tagPending) return;
+    this.tagPending = false;
+    const r = addHeader(MapType.RequestHeaders, c.stackHeader, c.stackValue);
+    if (r != WasmResult.Ok && logEnabled(LogLevel.Warn)) {
+      logAlways(LogLevel.Warn, "mesh-mirror: could not set " + c.stackHeader + " (" + resultName(r) + "); the request continues without it");
+    }
   }
 
   /** Cache failure inside a request callback. True: the test call continues (the callback
@@ -186,6 +239,7 @@ export class MeshMirrorStream extends StreamContext {
       return false;
     }
     m.failedOpen.increment();
+    this.tagUpstream(c);
     return true;
   }
 
@@ -207,31 +261,6 @@ export class MeshMirrorStream extends StreamContext {
     const headers: Header[] = [new Header(CACHE_HEADER, reason), new Header("content-type", "application/json")];
     this.sendLocalResponse(503, "mesh_mirror_" + reason.replaceAll("-", "_"), String.UTF8.encode(body), headers);
   }
-}
-
-class Scan {
-  requestId: string = "";
-  spoofed: bool = false;
-  /** Declared body size: LENGTH_ABSENT, LENGTH_INVALID or the value (content-length.ts). */
-  contentLength: f64 = LENGTH_ABSENT;
-}
-
-/** What the filter needs from the request headers (the first request id, as Envoy's get gives). */
-function scan(headers: Header[], c: Config): Scan {
-  const out = new Scan();
-  let haveRequestId = false;
-  for (let i = 0; i < headers.length; i++) {
-    const h = unchecked(headers[i]);
-    if (!haveRequestId && h.name == c.requestIdHeader) {
-      out.requestId = h.value;
-      haveRequestId = true;
-    } else if (h.name == c.stackHeader) {
-      out.spoofed = true;
-    } else if (h.name == "content-length") {
-      out.contentLength = foldContentLength(out.contentLength, h.value);
-    }
-  }
-  return out;
 }
 
 /** Why a request body announced by its headers cannot be buffered, or "" (absent: chunked, the

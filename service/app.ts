@@ -3,14 +3,15 @@
 // its stack. The mirror handler is built without the forwarder, so a mirror call has no way to
 // reach an upstream.
 import { promises as dns } from "node:dns";
-import { METHODS, type IncomingMessage, type ServerResponse } from "node:http";
+import { maxHeaderSize, METHODS, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import pino, { type Logger } from "pino";
 import { sendError, OUTCOME, type Call, type HandlerDeps } from "./call.ts";
 import type { Config } from "./config.ts";
 import { EgressPolicy, normalizeHost, parseIp, selfAddresses, type Connector, type ResolvedAddress, type Resolver, type SelfAddress } from "./egress.ts";
-import { errorBody, type ErrorCode } from "./errors.ts";
+import { errorBody, rawErrorResponse, type ErrorCode } from "./errors.ts";
 import { createForwarder, type Forwarder } from "./forward.ts";
 import { createMirrorHandler } from "./handle-mirror-call.ts";
 import { createTestHandler } from "./handle-test-call.ts";
@@ -84,6 +85,16 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
     keepAliveTimeout: 65_000,
     exposeHeadRoutes: false,
     bodyLimit: Math.max(1, config.maxBodyBytes),
+    // The router decodes the path to match routes; the service never does (the path is forwarded
+    // and keyed as received), so a path it cannot decode (`/%`, `/a%zz`) is a call like any other.
+    // Any other framework error gets the catalogue's BAD_REQUEST.
+    frameworkErrors: (err, request, reply) => {
+      if ((err as { code?: string }).code === "FST_ERR_BAD_URL") return route(request, reply);
+      badRequest(reply.raw, err);
+    },
+    // Errors of Node's HTTP parser (header too large, malformed framing, timeouts), before any
+    // request exists: answered with the catalogue's JSON on the socket, then the socket is closed.
+    clientErrorHandler: (err, socket) => clientError(err, socket),
   });
 
   // The service's own address, for the "never forward to myself" rule; known once listening.
@@ -285,17 +296,42 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
   }
   app.route({ method: app.supportedMethods, url: "*", handler: route });
   app.setNotFoundHandler(route);
+  function badRequest(res: ServerResponse, err: unknown): void {
+    const e = err as { code?: string; message?: string };
+    metrics.call("none", "bad_request");
+    log.warn({ err: e.message, code: e.code }, "bad request");
+    sendError(res, "BAD_REQUEST", `${e.code ?? "bad request"}: ${e.message}`, true);
+  }
   app.setErrorHandler((err, request, reply) => {
-    const e = err as { statusCode?: number; code?: string; message?: string };
-    const status = e.statusCode ?? 500;
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
     reply.hijack();
-    if (status >= 400 && status < 500) {
-      metrics.call("none", "bad_request");
-      log.warn({ err: e.message, code: e.code }, "bad request");
-      sendError(reply.raw, "BAD_REQUEST", `${e.code ?? "bad request"}: ${e.message}`, true);
-    } else internalError(reply.raw, err);
+    if (status >= 400 && status < 500) badRequest(reply.raw, err);
+    else internalError(reply.raw, err);
     void request;
   });
+  function clientError(err: Error & { code?: string }, socket: Duplex): void {
+    // A reset connection has no one to answer (Node's own handler skips it too).
+    if (err.code === "ECONNRESET" || socket.destroyed) return;
+    let code: ErrorCode = "BAD_REQUEST";
+    let message = `the request could not be read as HTTP/1.1 (${err.code ?? "parse error"}): ${err.message}`;
+    if (err.code === "HPE_HEADER_OVERFLOW") {
+      code = "HEADERS_TOO_LARGE";
+      message = `the request line and headers are over the server's limit (${maxHeaderSize} bytes)`;
+    } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      code = "REQUEST_TIMEOUT";
+      message = "the request headers or body were not received in time";
+    } else if (err.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW") {
+      code = "BODY_TOO_LARGE";
+      message = "the request body's chunk extensions are over the server's limit";
+    }
+    metrics.call("none", OUTCOME[code]);
+    log.warn({ err: err.message, code: err.code }, "unreadable request");
+    // As Node does: answer only if no response is under way on this connection (else the answer
+    // would be spliced into it), then close.
+    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+    if (socket.writable && (!inFlight || !inFlight.headersSent)) socket.write(rawErrorResponse(code, message));
+    socket.destroy(err);
+  }
 
   app.addHook("onClose", async () => {
     clearInterval(idleSweep);

@@ -32,11 +32,12 @@ export interface HandlerDeps {
   readonly maxBodyBytes: number;
 }
 
-/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`. */
-export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
+/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>` (and `connection: close`
+ * with `close`: a request body left unread). */
+export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string, close = false): void {
   if (res.headersSent || res.destroyed) return;
   const h = rec.headers;
-  const flat: string[] = new Array(h.length * 2 + 4);
+  const flat: string[] = new Array(h.length * 2 + 6);
   let i = 0;
   let hasLength = false;
   for (let j = 0; j < h.length; j++) {
@@ -52,6 +53,10 @@ export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: stri
   if (!hasLength && rec.body.length > 0) {
     flat[i++] = "content-length";
     flat[i++] = String(rec.body.length);
+  }
+  if (close) {
+    flat[i++] = "connection";
+    flat[i++] = "close";
   }
   flat.length = i;
   res.writeHead(rec.status, flat);
@@ -83,6 +88,8 @@ export const OUTCOME: Readonly<Record<ErrorCode, Outcome>> = Object.freeze({
   STORE_UNAVAILABLE: "store_unavailable",
   SHUTTING_DOWN: "shutting_down",
   BAD_REQUEST: "bad_request",
+  HEADERS_TOO_LARGE: "bad_request",
+  REQUEST_TIMEOUT: "bad_request",
   INTERNAL_ERROR: "internal_error",
 });
 

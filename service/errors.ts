@@ -9,6 +9,8 @@
 // fails CLOSED (503 `x-mirror-cache: unavailable`). A header would make the filter hand the error
 // to the application instead.
 
+import { STATUS_CODES } from "node:http";
+
 export interface ErrorSpec {
   readonly status: number;
   readonly cache: string | null;
@@ -75,7 +77,17 @@ export const ERRORS = Object.freeze({
   BAD_REQUEST: {
     status: 400,
     cache: null,
-    when: "a request the HTTP layer could not read (e.g. a malformed body framing)",
+    when: "a request the HTTP layer could not read (e.g. a malformed or ambiguous body framing such as Content-Length with Transfer-Encoding); the connection is closed",
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    cache: null,
+    when: "request line and headers over Node's limit (16 KiB by default), answered by the HTTP layer before the call is read; the connection is closed",
+  },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    cache: null,
+    when: "the request's headers (or body) did not arrive within Node's HTTP server timeouts; the connection is closed",
   },
   INTERNAL_ERROR: {
     status: 500,
@@ -106,4 +118,18 @@ export class MirrorCacheError extends Error {
 /** The JSON body of an error answer: `{ "code": "…", "message": "…" }`. */
 export function errorBody(code: ErrorCode, message: string): Buffer {
   return Buffer.from(JSON.stringify({ code, message }));
+}
+
+/** A whole HTTP/1.1 error answer, for the socket when Node's parser refused the request (there is
+ * no ServerResponse then): the catalogue's status and JSON body, `Connection: close`. */
+export function rawErrorResponse(code: ErrorCode, message: string): Buffer {
+  const spec: ErrorSpec = ERRORS[code];
+  const body = errorBody(code, message);
+  const head =
+    `HTTP/1.1 ${spec.status} ${STATUS_CODES[spec.status] ?? "Error"}\r\n` +
+    "content-type: application/json\r\n" +
+    `content-length: ${body.length}\r\n` +
+    (spec.cache !== null ? `x-mirror-cache: ${spec.cache}\r\n` : "") +
+    "connection: close\r\n\r\n";
+  return Buffer.concat([Buffer.from(head, "latin1"), body]);
 }

@@ -22,33 +22,64 @@ function hasBody(call: Call): boolean {
   return cl !== undefined && cl !== "0";
 }
 
+function clientClosedError(): Error {
+  return Object.assign(new Error("the client closed its connection before its request body was complete"), { code: "CLIENT_CLOSED" });
+}
+
 export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void> {
   const { store, metrics, log, debug, ttlMs, maxBodyBytes, forwarder, stackHeader, claimTtlMs } = deps;
+
+  async function release(call: Call, key: string): Promise<void> {
+    try {
+      await store.release(key);
+    } catch (err) {
+      metrics.storeError();
+      log.warn({ reqId: call.requestId, key, err: (err as Error).message }, "releasing a claim failed");
+    }
+  }
+
+  async function clientClosed(call: Call, key: string): Promise<void> {
+    await release(call, key);
+    metrics.call("test", "client_closed");
+    log.warn({ reqId: call.requestId, stack: "test", origin: call.origin }, "client went away before its request body was sent; claim released, nothing recorded");
+  }
 
   async function forwardAndRecord(call: Call, key: string): Promise<void> {
     const req = call.req;
     let body: Readable | null = null;
-    if (hasBody(call)) body = req.headers["content-length"] !== undefined ? req : req.pipe(limitBody(maxBodyBytes));
+    if (hasBody(call)) {
+      // Gone while the key was claimed: its 'close' has passed, nothing would end the body.
+      if (req.destroyed && !req.complete) return clientClosed(call, key);
+      if (req.headers["content-length"] !== undefined) body = req;
+      else {
+        // Chunked: the limiter sits between the client and undici. `pipe` does not pass the
+        // client's abort on, so end the limiter ourselves when the request closes unfinished (the
+        // forward then fails and the call is concluded as client_closed, below). Not `pipeline`:
+        // it would destroy `req` (and with it the socket) when the limiter trips, and the caller
+        // must still get its 413.
+        const limiter = limitBody(maxBodyBytes);
+        req.once("close", () => {
+          if (!req.complete) limiter.destroy(clientClosedError());
+        });
+        body = req.pipe(limiter);
+      }
+    }
     const headers = upstreamRequestHeaders(req.rawHeaders, stackHeader, req.headers.connection);
     const t0 = nowSeconds();
     const fr = await forwarder.forward({ method: call.method, origin: call.origin, path: call.path, headers, body });
     metrics.observeUpstream(nowSeconds() - t0);
 
+    // The body was not read to its end (the forward failed before or while sending it): the
+    // answer closes the connection, whose unread rest would otherwise stall it.
+    const unread = body !== null && !req.complete;
     if (!fr.ok) {
-      const clientGone = body !== null && !req.complete;
-      if (fr.code === "BODY_TOO_LARGE" || clientGone) {
+      // Gone = its connection closed. Not `!req.complete`: a body over the limit, or one the
+      // upstream never took (egress denied, refused), is still arriving from a caller who waits.
+      const clientGone = call.res.destroyed;
+      if (fr.code === "BODY_TOO_LARGE" || (clientGone && unread)) {
         // Nothing to record: the call itself was bad or never fully arrived.
-        try {
-          await store.release(key);
-        } catch (err) {
-          metrics.storeError();
-          log.warn({ reqId: call.requestId, key, err: (err as Error).message }, "releasing a claim failed");
-        }
-        if (clientGone) {
-          metrics.call("test", "client_closed");
-          log.warn({ reqId: call.requestId, stack: "test", origin: call.origin }, "client went away before its request body was sent; claim released, nothing recorded");
-          return;
-        }
+        if (clientGone) return clientClosed(call, key);
+        await release(call, key);
         metrics.call("test", "body_too_large");
         return sendError(call.res, "BODY_TOO_LARGE", fr.message, true);
       }
@@ -68,7 +99,7 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
     const outcome = fr.ok ? "pass" : OUTCOME[fr.code];
     metrics.call("test", outcome);
     if (debug) log.debug({ reqId: call.requestId, stack: "test", key, outcome, status: fr.record.status }, "call");
-    sendRecord(call.res, fr.record, fr.ok ? "pass" : (ERRORS[fr.code].cache ?? "pass"));
+    sendRecord(call.res, fr.record, fr.ok ? "pass" : (ERRORS[fr.code].cache ?? "pass"), unread);
   }
 
   return async function testCall(call: Call): Promise<void> {

@@ -2,8 +2,8 @@
 // Envoy creates several root contexts in one VM (one per plugin × traffic direction), so
 // roots are keyed by id like streams; each root holds its own configuration.
 import { proxy_close_stream, proxy_continue_stream, proxy_done } from "./imports";
-import { HttpCallOwners, httpCall } from "./http-call";
-import { sendLocalResponse } from "./local-response";
+import { HttpCallOwners, httpCall, httpCallPairs } from "./http-call";
+import { sendLocalResponse, sendLocalResponsePairs } from "./local-response";
 import { Header } from "./pairs";
 import { getPropertyString } from "./properties";
 import { DataAction, HeadersAction, Result, StreamType, TrailersAction, WasmResult } from "./status";
@@ -68,11 +68,31 @@ export class StreamContext {
     return r;
   }
 
+  /** httpCall with serialized headers/trailers (http-call.ts httpCallPairs). */
+  httpCallPairs(
+    cluster: string, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
+    trailersPtr: usize, trailersSize: usize, timeoutMs: u32,
+  ): Result<u32> {
+    const r = httpCallPairs(cluster, headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeoutMs);
+    if (r.ok) this.root.httpCalls.add(r.value, this.id);
+    return r;
+  }
+
   /** At most once per stream: later calls return BadArgument without reaching the host. */
   sendLocalResponse(statusCode: u32, details: string, body: ArrayBuffer, headers: Header[], grpcStatus: i32 = -1): WasmResult {
     if (this.localResponseSent) return WasmResult.BadArgument;
     this.localResponseSent = true;
     return sendLocalResponse(statusCode, details, body, headers, grpcStatus);
+  }
+
+  /** sendLocalResponse with a raw body and serialized headers (local-response.ts), same guard. */
+  sendLocalResponsePairs(
+    statusCode: u32, details: string, bodyPtr: usize, bodySize: usize, headersPtr: usize, headersSize: usize,
+    grpcStatus: i32 = -1,
+  ): WasmResult {
+    if (this.localResponseSent) return WasmResult.BadArgument;
+    this.localResponseSent = true;
+    return sendLocalResponsePairs(statusCode, details, bodyPtr, bodySize, headersPtr, headersSize, grpcStatus);
   }
 
   /** Resumes a stream paused by a Stop* return value. */

@@ -7,7 +7,7 @@ import {
   proxy_set_header_map_pairs,
 } from "./imports";
 import { SLOT_A, SLOT_B, clearSlots, freeHostBuffer, stage, stage2, stagedSecondSize, stagedSize, takeString } from "./bytes";
-import { Header, deserializePairs, serializePairs } from "./pairs";
+import { Header, PairsView, deserializePairs, serializePairs } from "./pairs";
 import { MapType, Result, WasmResult } from "./status";
 
 /** First value of `name` (Envoy returns only the first of repeated headers; use getHeaders for all). */
@@ -29,6 +29,18 @@ export function getHeaders(map: MapType): Result<Header[]> {
   freeHostBuffer(ptr);
   if (pairs === null) return new Result<Header[]>(WasmResult.SerializationFailure, []);
   return new Result<Header[]>(r, pairs);
+}
+
+/** The whole map, undecoded: `view` takes the host's buffer (free it with `view.release()`).
+ * SerializationFailure when the host's data is malformed (already freed then). */
+export function readHeaderPairs(map: MapType, view: PairsView): WasmResult {
+  clearSlots();
+  const r = <WasmResult>proxy_get_header_map_pairs(map, SLOT_A, SLOT_B);
+  if (r != WasmResult.Ok) {
+    view.release();
+    return r;
+  }
+  return view.reset(load<usize>(SLOT_A), load<usize>(SLOT_B), true) ? r : WasmResult.SerializationFailure;
 }
 
 /** Replaces the whole map. */

@@ -4,8 +4,8 @@
 import { proxy_get_status, proxy_http_call } from "./imports";
 import { SLOT_A, SLOT_B, SLOT_C, clearSlots, stage, stagedSize, takeString } from "./bytes";
 import { getBufferBytes } from "./buffers";
-import { getHeader, getHeaders } from "./headers";
-import { Header, serializePairs } from "./pairs";
+import { getHeader, getHeaders, readHeaderPairs } from "./headers";
+import { Header, PairsView, serializePairs } from "./pairs";
 import { BufferType, MapType, Result, WasmResult } from "./status";
 
 /** Sends a request to an Envoy *cluster* (not a URL). `headers` must hold `:method`, `:path`
@@ -16,12 +16,21 @@ export function httpCall(
   const h = serializePairs(headers);
   // No trailers: an empty map (size 0) rather than an encoded zero count.
   const t = trailers.length > 0 ? serializePairs(trailers) : null;
+  return httpCallPairs(
+    cluster, changetype<usize>(h), h.byteLength, changetype<usize>(body), body.byteLength,
+    t === null ? 0 : changetype<usize>(t), t === null ? 0 : t.byteLength, timeoutMs,
+  );
+}
+
+/** httpCall with headers and trailers already serialized (pairs.ts: a PairsWriter's ptr/size;
+ * trailers size 0 for none). The host copies everything before it returns. */
+export function httpCallPairs(
+  cluster: string, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
+  trailersPtr: usize, trailersSize: usize, timeoutMs: u32,
+): Result<u32> {
   const c = stage(cluster);
   const r = <WasmResult>proxy_http_call(
-    c, stagedSize(), changetype<usize>(h), h.byteLength,
-    changetype<usize>(body), body.byteLength,
-    t === null ? 0 : changetype<usize>(t), t === null ? 0 : t.byteLength,
-    timeoutMs, SLOT_A,
+    c, stagedSize(), headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeoutMs, SLOT_A,
   );
   return new Result<u32>(r, r == WasmResult.Ok ? load<u32>(SLOT_A) : 0);
 }
@@ -52,6 +61,15 @@ export function endHttpCallResponse(): void { responding = false; }
 export function getHttpCallResponseHeaders(): Result<Header[]> {
   if (!responding) return new Result<Header[]>(WasmResult.BadArgument, []);
   return getHeaders(MapType.HttpCallResponseHeaders);
+}
+
+/** The response headers undecoded, into `view` (see readHeaderPairs). */
+export function readHttpCallResponsePairs(view: PairsView): WasmResult {
+  if (!responding) {
+    view.release();
+    return WasmResult.BadArgument;
+  }
+  return readHeaderPairs(MapType.HttpCallResponseHeaders, view);
 }
 
 export function getHttpCallResponseHeader(name: string): Result<string> {

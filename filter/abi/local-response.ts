@@ -13,10 +13,14 @@ export function sendLocalResponse(
   statusCode: u32, details: string, body: ArrayBuffer, headers: Header[], grpcStatus: i32 = NO_GRPC_STATUS,
 ): WasmResult {
   const h = serializePairs(headers);
+  return sendLocalResponsePairs(statusCode, details, changetype<usize>(body), body.byteLength, changetype<usize>(h), h.byteLength, grpcStatus);
+}
+
+/** sendLocalResponse with the body as raw bytes and the headers already serialized (pairs.ts). */
+export function sendLocalResponsePairs(
+  statusCode: u32, details: string, bodyPtr: usize, bodySize: usize, headersPtr: usize, headersSize: usize,
+  grpcStatus: i32 = NO_GRPC_STATUS,
+): WasmResult {
   const d = stage(details);
-  return <WasmResult>proxy_send_local_response(
-    statusCode, d, stagedSize(),
-    changetype<usize>(body), body.byteLength,
-    changetype<usize>(h), h.byteLength, grpcStatus,
-  );
+  return <WasmResult>proxy_send_local_response(statusCode, d, stagedSize(), bodyPtr, bodySize, headersPtr, headersSize, grpcStatus);
 }

@@ -190,6 +190,24 @@ for (const overlay of OVERLAYS) {
       if ((env.MIRROR_CACHE_STORE ?? "memory") === "memory") expect(deployment.spec.replicas ?? 1).toBe(1);
     });
 
+    it("mirror-cache Deployment: MIRROR_CACHE_IDENTITY maps the mirror stack's identity to mirror and the test stack's to test", async () => {
+      // Without it a mirror pod can call mirror-cache directly (its filter passes calls to the cache
+      // untouched) with the test stack's header value and be forwarded to a real upstream.
+      const { loadConfig } = await import("../../service/config.ts");
+      const { parseSpiffe, stackForIdentity } = await import("../../service/identity.ts");
+      expect(env.MIRROR_CACHE_IDENTITY, "the Deployment must set MIRROR_CACHE_IDENTITY").toBeTruthy();
+      const rules = loadConfig(env).identity; // the whole env as the service reads it
+      // The stacks: the VirtualService's route (test) and mirror (mirror) Services, in the plugins'
+      // namespace; their pods run as service accounts named like the Services (README).
+      const route = byKind("VirtualService")[0].spec.http[0];
+      const appNs = uses[0].namespace;
+      const identity = (host: string) => parseSpiffe(`spiffe://cluster.local/ns/${appNs}/sa/${host.split(".")[0]}`)!;
+      expect(stackForIdentity(rules, identity(route.route[0].destination.host)), "test stack").toBe("test");
+      expect(stackForIdentity(rules, identity(route.mirror.host)), "mirror stack").toBe("mirror");
+      // mirror-cache itself and the API's other workloads map to no stack (the header decides)
+      expect(stackForIdentity(rules, parseSpiffe(`spiffe://cluster.local/ns/${deployment.metadata.namespace}/sa/${deployment.spec.template.spec.serviceAccountName}`)!)).toBeUndefined();
+    });
+
     it("Service: port 8080 named http, selects the mirror-cache pods, targets a container port", () => {
       expect(cacheService.spec.ports).toContainEqual(expect.objectContaining({ name: "http", port: 8080 }));
       const pods = podTemplates(objs).filter((p) => p.ns === cacheService.metadata.namespace && selects(cacheService.spec.selector, p.labels));
@@ -329,6 +347,8 @@ describe("overlays", () => {
     expect(image(custom)).not.toBe(image(base));
     const labels = (objs: Obj[]) => objs.filter((o) => o.kind === "WasmPlugin").map((o) => o.spec.selector.matchLabels);
     expect(labels(custom)).not.toEqual(labels(base));
+    const identity = (objs: Obj[]) => objs.find((o) => o.kind === "Deployment")!.spec.template.spec.containers[0].env.find((e: Obj) => e.name === "MIRROR_CACHE_IDENTITY")?.value;
+    expect(identity(custom)).not.toBe(identity(base)); // follows the API's namespace
   });
 
   it("the envoyfilter overlay uses EnvoyFilters instead of (not besides) outbound WasmPlugins", () => {

@@ -58,11 +58,11 @@ describe("oversized headers and bodies", () => {
     expect(up.seen.length).toBe(0);
   });
 
-  // KNOWN BUG (reported): errors raised by Node's HTTP parser (431 header too large, 400 malformed
-  // framing) are answered by Fastify's default clientError handler: {"error","message","statusCode"}
-  // without a catalogued `code` (CONTRACTS.md: {code, message}; the catalogue's BAD_REQUEST is meant
-  // for exactly this). Flip to `it` once fixed (Fastify's `clientErrorHandler` option).
-  it.fails("a header over 16 KiB gets a catalogued {code, message} body [known bug]", async () => {
+  // Was a known bug (it.fails): errors raised by Node's HTTP parser (431 header too large, 400
+  // malformed framing) were answered by Fastify's default clientError handler:
+  // {"error","message","statusCode"} without a catalogued `code`. Fastify's `clientErrorHandler` now
+  // answers with the catalogue (HEADERS_TOO_LARGE, BAD_REQUEST).
+  it("a header over 16 KiB gets a catalogued {code, message} body", async () => {
     const out = await rawRequest(svc.port, head("test", "big-header-2", [`x-big: ${"a".repeat(64 * 1024)}`]));
     expect(JSON.parse(out.slice(out.indexOf("\r\n\r\n") + 4)).code).toBeTypeOf("string");
   });
@@ -80,7 +80,7 @@ describe("oversized headers and bodies", () => {
   it("a chunked test body of 32 MiB (limit 64 KiB): never buffered (RSS bounded), nothing recorded, nothing forwarded, the service unharmed", async () => {
     const rss0 = svc.rss()!;
     const rid = `huge-test-${Date.now()}`;
-    // the service stops reading past the limit; the client gives up after a bound (see the known bug below)
+    // the service stops reading past the limit, answers 413 and closes (see the next test); the client gives up after a bound anyway
     await rawRequest(svc.port, head("test", rid, ["transfer-encoding: chunked"], "POST"), chunked(32 * MiB), 2_000);
     // nothing recorded: the mirror twin misses (it never gets a truncated body's answer)
     const m = await http(svc.port, { method: "POST", target: "/ok", headers: { host: up.authority, "x-mirror-stack": "mirror", "x-request-id": rid, [MARKER]: "mirror" }, body: "x" });
@@ -90,13 +90,12 @@ describe("oversized headers and bodies", () => {
     expect(svc.alive).toBe(true);
   }, 60_000);
 
-  // KNOWN BUG (reported): service/handle-test-call.ts classifies a failed forward as "client went
-  // away" when `!req.complete`, before looking at BODY_TOO_LARGE. A chunked body over the limit is
-  // always still arriving when the limiter trips, so the service answers NOTHING (no 413) and the
-  // caller hangs until it gives up; the call is then counted client_closed, not body_too_large.
-  // (Small bodies that arrive whole before the limiter runs get their 413, which is what
-  // test/service/body-too-large-413 covers.) Flip to `it` once fixed.
-  it.fails("a chunked test body over the limit that is still being sent gets 413 BODY_TOO_LARGE [known bug]", async () => {
+  // Was a known bug (it.fails): service/handle-test-call.ts classified a failed forward as "client
+  // went away" when `!req.complete`, before looking at BODY_TOO_LARGE. A chunked body over the limit
+  // is always still arriving when the limiter trips, so the service answered NOTHING (no 413) and
+  // the caller hung until it gave up. (Small bodies that arrive whole before the limiter runs got
+  // their 413, which is what test/service/body-too-large-413 covers.)
+  it("a chunked test body over the limit that is still being sent gets 413 BODY_TOO_LARGE", async () => {
     const out = await rawRequest(svc.port, head("test", `huge-test-413-${Date.now()}`, ["transfer-encoding: chunked"], "POST"), chunked(4 * MiB), 3_000);
     expect(out).toMatch(/^HTTP\/1\.1 413 /);
     expect(out.toLowerCase()).not.toContain("x-mirror-cache");

@@ -84,7 +84,6 @@ describe("service fuzz (fast-check)", () => {
 
   it("arbitrary method/path/headers/body via inject: no 5xx from a bug, JSON {code,message} on every 4xx, no mirror on the upstream, no record written by a mirror", async () => {
     const stats = { test: 0, mirror: 0, fourxx: 0, forwarded: 0 };
-    const knownFastifyErrors = new Set<string>();
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
         const headers: Record<string, string> = {};
@@ -124,11 +123,7 @@ describe("service fuzz (fast-check)", () => {
           expect(String(res.headers["content-type"])).toMatch(/^application\/json/);
           if (!isHead) {
             const body = JSON.parse(res.body);
-            if (typeof body.code === "string" && body.code.startsWith("FST_ERR_")) {
-              // KNOWN BUG (reported, pinned below): Fastify's own framework errors bypass the catalogue
-              knownFastifyErrors.add(body.code);
-              return;
-            }
+            // Fastify's own framework errors (FST_ERR_*) never bypass the catalogue (was a known bug)
             expect(typeof body.code).toBe("string");
             expect(CODES.has(body.code), res.body).toBe(true);
             expect(typeof body.message).toBe("string");
@@ -145,7 +140,7 @@ describe("service fuzz (fast-check)", () => {
       { numRuns: RUNS },
     );
     // not vacuous
-    if (process.env.FUZZ_DEBUG) console.log(stats, [...knownFastifyErrors]);
+    if (process.env.FUZZ_DEBUG) console.log(stats);
     expect(stats.mirror).toBeGreaterThan(0);
     expect(stats.fourxx).toBeGreaterThan(0);
     expect(stats.forwarded).toBeGreaterThan(0);
@@ -153,17 +148,32 @@ describe("service fuzz (fast-check)", () => {
     expect(m).not.toMatch(/outcome="internal_error"/);
   }, 120_000);
 
-  // KNOWN BUG (reported): a request target Fastify's router cannot decode (`/%`, `/a%zz`) is answered
-  // by Fastify itself — 400 {"error","code":"FST_ERR_BAD_URL","message","statusCode"}, no catalogued
-  // code, no x-mirror-cache — instead of the service's catalogue (CONTRACTS.md: error bodies are
-  // {code, message} with a catalogued code). Through the filter such a test call fails open and its
-  // mirror is always refused (503), so these paths can never be recorded. Flip to `it` once fixed
-  // (Fastify's `frameworkErrors` option).
-  it.fails("an undecodable path gets a catalogued JSON error (not Fastify's FST_ERR_BAD_URL) [known bug]", async () => {
+  // Was a known bug (it.fails): a request target Fastify's router cannot decode (`/%`, `/a%zz`) was
+  // answered by Fastify itself — 400 {"error","code":"FST_ERR_BAD_URL",…}, no catalogued code — so
+  // through the filter such a test call failed open and its mirror was always refused. The service
+  // never decodes a path (it forwards and keys it as received), so such a path is now a call like
+  // any other (Fastify's `frameworkErrors` hands it to the route): forwarded and recorded byte for
+  // byte, replayed to the mirror; refused only for the reasons any call is, with a catalogued code.
+  it("an undecodable path is a call like any other: forwarded and recorded as received, or a catalogued JSON error (not Fastify's FST_ERR_BAD_URL)", async () => {
     for (const url of ["/%", "/a%zz", "/%E0%A4%A"]) {
-      const res = await svc.app.inject({ method: "GET", url, headers: { host: up.authority, "x-mirror-stack": "test", "x-request-id": "bad-url" } });
-      expect(CODES.has(JSON.parse(res.body).code), `${url}: ${res.body}`).toBe(true);
+      // refused by the service (no stack header): our catalogue, not Fastify's
+      const refused = await svc.app.inject({ method: "GET", url, headers: { host: up.authority, "x-request-id": "bad-url" } });
+      expect(refused.statusCode).toBe(400);
+      expect(CODES.has(JSON.parse(refused.body).code), `${url}: ${refused.body}`).toBe(true);
+      // a test call: forwarded with the exact bytes, answered with the upstream's answer
+      const rid = `bad-url-${url}-${Date.now()}`;
+      const seenBefore = up.seen.length;
+      const t = await svc.app.inject({ method: "GET", url, headers: { host: up.authority, "x-mirror-stack": "test", "x-request-id": rid } });
+      expect(String(JSON.parse(t.body).code), `${url}: ${t.body}`).not.toMatch(/^FST_ERR_/);
+      expect(t.headers["x-mirror-cache"], `${url}: ${t.body}`).toBe("pass");
+      expect(up.seen.slice(seenBefore).map((s) => s.url)).toEqual([url]);
+      // its mirror is answered from the record, byte for byte, and never reaches the upstream
+      const m = await svc.app.inject({ method: "GET", url, headers: { host: up.authority, "x-mirror-stack": "mirror", "x-request-id": rid, [MARKER]: "mirror" } });
+      expect(m.headers["x-mirror-cache"]).toBe("hit");
+      expect([m.statusCode, m.body]).toEqual([t.statusCode, t.body]);
+      expect(up.seen.length).toBe(seenBefore + 1);
     }
+    expect(up.markerCount("mirror")).toBe(0);
   });
 
   it("raw bytes over a real socket: the service answers or closes, never crashes, keeps serving", async () => {

@@ -61,6 +61,46 @@ describe("bad-input-gets-json-errors", () => {
     expect(up.seen).toHaveLength(0);
   });
 
+  /** Raw bytes on a socket; resolves with everything the service sent before it closed. */
+  const raw = (payload: string) =>
+    new Promise<string>((resolve) => {
+      const s = connect(svc.port, "127.0.0.1", () => s.write(payload));
+      let buf = "";
+      s.setEncoding("latin1");
+      s.on("data", (d: string) => (buf += d));
+      s.on("close", () => resolve(buf));
+      s.on("error", () => undefined);
+    });
+  const rawJson = (out: string) => JSON.parse(out.slice(out.indexOf("\r\n\r\n") + 4));
+
+  it.each([
+    ["a header over Node's limit", () => `GET /x HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: r1\r\nx-big: ${"a".repeat(64 * 1024)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
+    ["Content-Length with Transfer-Encoding", () => `POST /x HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: r1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["a malformed request line", () => "GET /x HTTP/9\r\n\r\n", 400, "BAD_REQUEST"],
+  ] as const)("Node's HTTP parser refuses %s → %i %s, catalogued JSON, no x-mirror-cache, connection closed", async (_what, payload, status, code) => {
+    const out = await raw(payload());
+    expect(out).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    const head = out.slice(0, out.indexOf("\r\n\r\n")).toLowerCase();
+    expect(head).toContain("content-type: application/json");
+    expect(head).toContain("connection: close");
+    expect(head).not.toContain("x-mirror-cache");
+    const j = rawJson(out);
+    expect(Object.keys(j).sort()).toEqual(["code", "message"]);
+    expect(j.code).toBe(code);
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it("a path the router cannot decode is not refused: the test call is forwarded with its exact bytes", async () => {
+    for (const path of ["/%", "/a%zz?q=%"]) {
+      const refused = await send(svc.port, { path, host: up.authority, rid: "bad-url" });
+      expect([refused.status, refused.json().code]).toEqual([400, "INVALID_STACK"]);
+      const a = await send(svc.port, { path, host: up.authority, stack: "test", rid: `bad-url-${path}` });
+      expect(a.headers["x-mirror-cache"]).toBe("pass");
+      expect(up.seen.at(-1)!.url).toBe(path);
+    }
+    up.seen.length = 0;
+  });
+
   it("unusual methods reach the catch-all route", async () => {
     for (const method of ["PROPFIND", "MKCOL", "PURGE"]) {
       const a = await send(svc.port, { method, host: up.authority, stack: "test", rid: `m-${method}` });

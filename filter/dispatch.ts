@@ -24,8 +24,10 @@ export class Tagging {
   stackHeader: ArrayBuffer;
   stackValue: ArrayBuffer;
   requestIdHeader: ArrayBuffer;
+  cacheCluster: ArrayBuffer;
 
   constructor(c: Config) {
+    this.cacheCluster = toBytes(c.cacheCluster);
     this.stackHeader = toBytes(c.stackHeader);
     this.stackValue = toBytes(c.stackValue);
     this.requestIdHeader = toBytes(c.requestIdHeader);
@@ -105,12 +107,17 @@ export function writeCacheAnswer(response: PairsView, out: PairsWriter): i32 {
 
 /** Is the view's current entry connection-level (hop-by-hop, or named by a `connection` header)? */
 function dropped(view: PairsView, connection: bool): bool {
-  const size = view.nameSize;
+  return isHopByHop(view.namePtr, view.nameSize) || (connection && connectionListed(view));
+}
+
+function isHopByHop(name: usize, size: usize): bool {
+  // Most names are ruled out by their size or a leading ':' (pseudo-headers).
+  if (size != 2 && size != 7 && size != 10 && size != 14 && size != 16 && size != 17) return false;
+  if (load<u8>(name) == 0x3A) return false;
   for (let i = 0; i < HOP_BY_HOP.length; i++) {
-    const pattern = unchecked(HOP_BY_HOP[i]);
-    if (<usize>pattern.byteLength == size && bytesEqual(view.namePtr, size, pattern)) return true;
+    if (bytesEqual(name, size, unchecked(HOP_BY_HOP[i]))) return true;
   }
-  return connection && connectionListed(view);
+  return false;
 }
 
 /** A second cursor for connectionListed (rare: a request or answer with a `connection` header). */

@@ -9,12 +9,13 @@
 // own buffer limit never answers 413 for it), else while buffering a chunked body.
 // Inbound: on the mirror stack, a -shadow :authority is restored; nothing else.
 import { getBufferBytes } from "./abi/buffers";
+import { HostBytes, toBytes } from "./abi/bytes";
 import { StreamContext } from "./abi/context";
 import { addHeader, getHeader, readHeaderPairs, removeHeader, replaceHeader } from "./abi/headers";
-import { getHttpCallResponseBody, getHttpCallStatus, readHttpCallResponsePairs } from "./abi/http-call";
+import { getHttpCallStatus, readHttpCallResponseBody, readHttpCallResponsePairs } from "./abi/http-call";
 import { logAlways, logEnabled } from "./abi/log";
 import { Header, PairsView, PairsWriter } from "./abi/pairs";
-import { getPropertyString } from "./abi/properties";
+import { getPropertyStringAt, propertyPath } from "./abi/properties";
 import {
   BufferType, DataAction, HeadersAction, LogLevel, MapType, StreamType, TrailersAction, WasmResult, resultName,
 } from "./abi/status";
@@ -33,6 +34,8 @@ const NO_BODY = new ArrayBuffer(0);
 const hostMap = new PairsView();
 const seen = new RequestScan();
 const outMap = new PairsWriter();
+const answerBody = new HostBytes();
+const ANSWER_DETAILS = toBytes("mesh_mirror_cache_answer");
 
 enum Phase {
   /** Not held by the filter. */
@@ -187,14 +190,15 @@ export class MeshMirrorStream extends StreamContext {
       this.failLater(c, m, "the cache cluster answered without " + CACHE_HEADER + " (Envoy's own reply: cache unreachable or slow)");
       return;
     }
-    const body = getHttpCallResponseBody(0, bodySize);
-    if (!body.ok) {
-      this.failLater(c, m, "reading the cache response body failed (" + resultName(body.status) + ")");
+    const body = readHttpCallResponseBody(0, bodySize, answerBody);
+    if (body != WasmResult.Ok) {
+      this.failLater(c, m, "reading the cache response body failed (" + resultName(body) + ")");
       return;
     }
     this.phase = Phase.Done;
     m.answered.increment();
-    this.sendLocalResponsePairs(<u32>status, "mesh_mirror_cache_answer", changetype<usize>(body.value), body.value.byteLength, outMap.ptr, outMap.size);
+    this.sendLocalResponsePairs(<u32>status, ANSWER_DETAILS, answerBody.ptr, answerBody.size, outMap.ptr, outMap.size);
+    answerBody.release();
   }
 
   /** Dispatches the request to the cache (headers and trailers serialized, trailers size 0 for
@@ -203,7 +207,7 @@ export class MeshMirrorStream extends StreamContext {
     c: Config, m: FilterMetrics, headersPtr: usize, headersSize: usize, body: ArrayBuffer, trailersPtr: usize, trailersSize: usize,
   ): string {
     const r = this.httpCallPairs(
-      c.cacheCluster, headersPtr, headersSize, changetype<usize>(body), body.byteLength, trailersPtr, trailersSize, c.timeoutMs,
+      this.plugin.tagging!.cacheCluster, headersPtr, headersSize, changetype<usize>(body), body.byteLength, trailersPtr, trailersSize, c.timeoutMs,
     );
     if (!r.ok) return "dispatch to " + c.cacheCluster + " refused (" + resultName(r.status) + ")";
     m.dispatched.increment();
@@ -272,8 +276,10 @@ function unbufferable(contentLength: f64, maxBodyBytes: u32): string {
   return "request content-length " + (<u64>contentLength).toString() + " is over max_body_bytes (" + maxBodyBytes.toString() + "); the body is not buffered";
 }
 
+const DESTINATION_ADDRESS = propertyPath(["destination", "address"]);
+
 function destinationPasses(c: Config): bool {
-  const address = getPropertyString(["destination", "address"]);
+  const address = getPropertyStringAt(DESTINATION_ADDRESS);
   return address.ok && c.passthrough.matches(address.value);
 }
 

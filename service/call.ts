@@ -37,7 +37,7 @@ export interface HandlerDeps {
 export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string, close = false): void {
   if (res.headersSent || res.destroyed) return;
   const h = rec.headers;
-  const flat: string[] = new Array(h.length * 2 + 6);
+  const flat: string[] = new Array(h.length * 2 + 4);
   let i = 0;
   let hasLength = false;
   for (let j = 0; j < h.length; j++) {

@@ -1,6 +1,6 @@
 // Body and configuration buffers.
 import { proxy_get_buffer_bytes, proxy_get_buffer_status, proxy_set_buffer_bytes } from "./imports";
-import { SLOT_A, SLOT_B, clearSlots, takeBytes } from "./bytes";
+import { HostBytes, SLOT_A, SLOT_B, clearSlots, takeBytes } from "./bytes";
 import { BufferType, Result, WasmResult } from "./status";
 
 /** Up to `length` bytes from `start`. An empty buffer can come back as Ok with nothing
@@ -10,6 +10,18 @@ export function getBufferBytes(buffer: BufferType, start: u32, length: u32): Res
   const r = <WasmResult>proxy_get_buffer_bytes(buffer, start, length, SLOT_A, SLOT_B);
   if (r != WasmResult.Ok) return new Result<ArrayBuffer>(r, new ArrayBuffer(0));
   return new Result<ArrayBuffer>(r, takeBytes(load<usize>(SLOT_A), load<usize>(SLOT_B)));
+}
+
+/** getBufferBytes without the copy: `into` takes the host's buffer (empty on failure). */
+export function readBufferBytes(buffer: BufferType, start: u32, length: u32, into: HostBytes): WasmResult {
+  clearSlots();
+  const r = <WasmResult>proxy_get_buffer_bytes(buffer, start, length, SLOT_A, SLOT_B);
+  if (r != WasmResult.Ok) {
+    into.release();
+    return r;
+  }
+  into.take(load<usize>(SLOT_A), load<usize>(SLOT_B));
+  return r;
 }
 
 /** Current length of a buffer. */

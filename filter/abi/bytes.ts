@@ -132,6 +132,26 @@ export function takeString(ptr: usize, size: usize): string {
   return s;
 }
 
+/** A host-allocated buffer used in place instead of copied (pass ptr/size on to another host
+ * call): `release` frees it. Reuse one rather than allocating one per call. */
+export class HostBytes {
+  ptr: usize = 0;
+  size: usize = 0;
+
+  /** Takes ownership of a host buffer (releasing the previous one). */
+  take(ptr: usize, size: usize): void {
+    this.release();
+    this.ptr = ptr;
+    this.size = size;
+  }
+
+  release(): void {
+    if (this.ptr != 0) heap.free(this.ptr);
+    this.ptr = 0;
+    this.size = 0;
+  }
+}
+
 /** Frees a host-allocated buffer that will not be read (a call failed after allocating). */
 export function freeHostBuffer(ptr: usize): void {
   if (ptr != 0) heap.free(ptr);

@@ -70,7 +70,7 @@ export class StreamContext {
 
   /** httpCall with serialized headers/trailers (http-call.ts httpCallPairs). */
   httpCallPairs(
-    cluster: string, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
+    cluster: ArrayBuffer, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
     trailersPtr: usize, trailersSize: usize, timeoutMs: u32,
   ): Result<u32> {
     const r = httpCallPairs(cluster, headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeoutMs);
@@ -87,7 +87,7 @@ export class StreamContext {
 
   /** sendLocalResponse with a raw body and serialized headers (local-response.ts), same guard. */
   sendLocalResponsePairs(
-    statusCode: u32, details: string, bodyPtr: usize, bodySize: usize, headersPtr: usize, headersSize: usize,
+    statusCode: u32, details: ArrayBuffer, bodyPtr: usize, bodySize: usize, headersPtr: usize, headersSize: usize,
     grpcStatus: i32 = -1,
   ): WasmResult {
     if (this.localResponseSent) return WasmResult.BadArgument;

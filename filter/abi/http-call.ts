@@ -2,8 +2,8 @@
 // exports.ts routes it to the stream that dispatched it, using the owner recorded here.
 // The response's headers, body and trailers exist only while that callback runs.
 import { proxy_get_status, proxy_http_call } from "./imports";
-import { SLOT_A, SLOT_B, SLOT_C, clearSlots, stage, stagedSize, takeString } from "./bytes";
-import { getBufferBytes } from "./buffers";
+import { HostBytes, SLOT_A, SLOT_B, SLOT_C, clearSlots, stage, stagedSize, takeString } from "./bytes";
+import { getBufferBytes, readBufferBytes } from "./buffers";
 import { getHeader, getHeaders, readHeaderPairs } from "./headers";
 import { Header, PairsView, serializePairs } from "./pairs";
 import { BufferType, MapType, Result, WasmResult } from "./status";
@@ -16,21 +16,31 @@ export function httpCall(
   const h = serializePairs(headers);
   // No trailers: an empty map (size 0) rather than an encoded zero count.
   const t = trailers.length > 0 ? serializePairs(trailers) : null;
-  return httpCallPairs(
-    cluster, changetype<usize>(h), h.byteLength, changetype<usize>(body), body.byteLength,
+  const c = stage(cluster);
+  return call(
+    c, stagedSize(), changetype<usize>(h), h.byteLength, changetype<usize>(body), body.byteLength,
     t === null ? 0 : changetype<usize>(t), t === null ? 0 : t.byteLength, timeoutMs,
   );
 }
 
-/** httpCall with headers and trailers already serialized (pairs.ts: a PairsWriter's ptr/size;
- * trailers size 0 for none). The host copies everything before it returns. */
+/** httpCall in wire form: the cluster name as bytes (`toBytes`, made once), headers and
+ * trailers serialized (pairs.ts: e.g. a PairsWriter's ptr/size; trailers size 0 for none), the
+ * body as raw bytes. The host copies everything before it returns. */
 export function httpCallPairs(
-  cluster: string, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
+  cluster: ArrayBuffer, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
   trailersPtr: usize, trailersSize: usize, timeoutMs: u32,
 ): Result<u32> {
-  const c = stage(cluster);
+  return call(
+    changetype<usize>(cluster), cluster.byteLength, headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeoutMs,
+  );
+}
+
+function call(
+  clusterPtr: usize, clusterSize: usize, headersPtr: usize, headersSize: usize, bodyPtr: usize, bodySize: usize,
+  trailersPtr: usize, trailersSize: usize, timeoutMs: u32,
+): Result<u32> {
   const r = <WasmResult>proxy_http_call(
-    c, stagedSize(), headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeoutMs, SLOT_A,
+    clusterPtr, clusterSize, headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeoutMs, SLOT_A,
   );
   return new Result<u32>(r, r == WasmResult.Ok ? load<u32>(SLOT_A) : 0);
 }
@@ -82,6 +92,14 @@ export function getHttpCallResponseBody(start: u32, length: u32): Result<ArrayBu
   // An empty body is reported as size 0 and nothing is there to read.
   if (length == 0) return new Result<ArrayBuffer>(WasmResult.Ok, new ArrayBuffer(0));
   return getBufferBytes(BufferType.HttpCallResponseBody, start, length);
+}
+
+/** getHttpCallResponseBody without the copy: `into` takes the host's buffer. */
+export function readHttpCallResponseBody(start: u32, length: u32, into: HostBytes): WasmResult {
+  into.release();
+  if (!responding) return WasmResult.BadArgument;
+  if (length == 0) return WasmResult.Ok;
+  return readBufferBytes(BufferType.HttpCallResponseBody, start, length, into);
 }
 
 export function getHttpCallResponseTrailers(): Result<Header[]> {

@@ -13,14 +13,19 @@ export function sendLocalResponse(
   statusCode: u32, details: string, body: ArrayBuffer, headers: Header[], grpcStatus: i32 = NO_GRPC_STATUS,
 ): WasmResult {
   const h = serializePairs(headers);
-  return sendLocalResponsePairs(statusCode, details, changetype<usize>(body), body.byteLength, changetype<usize>(h), h.byteLength, grpcStatus);
+  const d = stage(details);
+  return <WasmResult>proxy_send_local_response(
+    statusCode, d, stagedSize(), changetype<usize>(body), body.byteLength, changetype<usize>(h), h.byteLength, grpcStatus,
+  );
 }
 
-/** sendLocalResponse with the body as raw bytes and the headers already serialized (pairs.ts). */
+/** sendLocalResponse in wire form: `details` as bytes (`toBytes`, made once), the body as raw
+ * bytes, the headers serialized (pairs.ts). The host copies everything before it returns. */
 export function sendLocalResponsePairs(
-  statusCode: u32, details: string, bodyPtr: usize, bodySize: usize, headersPtr: usize, headersSize: usize,
+  statusCode: u32, details: ArrayBuffer, bodyPtr: usize, bodySize: usize, headersPtr: usize, headersSize: usize,
   grpcStatus: i32 = NO_GRPC_STATUS,
 ): WasmResult {
-  const d = stage(details);
-  return <WasmResult>proxy_send_local_response(statusCode, d, stagedSize(), bodyPtr, bodySize, headersPtr, headersSize, grpcStatus);
+  return <WasmResult>proxy_send_local_response(
+    statusCode, changetype<usize>(details), details.byteLength, bodyPtr, bodySize, headersPtr, headersSize, grpcStatus,
+  );
 }

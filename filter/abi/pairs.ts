@@ -38,26 +38,10 @@ export function serializePairs(headers: Header[]): ArrayBuffer {
 /** Decodes `size` bytes at `ptr`. Both empty forms (size 0, or a lone count of 0) give [].
  * Returns null when the data is malformed (sizes running past the end, a count that cannot fit). */
 export function deserializePairs(ptr: usize, size: usize): Header[] | null {
+  const view = new PairsView();
+  if (!view.reset(ptr, size)) return null;
   const out = new Array<Header>();
-  if (size == 0) return out;
-  if (size < 4) return null;
-  const n = <u64>load<u32>(ptr);
-  // u64 arithmetic: a hostile count or size must not wrap around.
-  const end = <u64>ptr + <u64>size;
-  let sizes = <u64>ptr + 4;
-  let data = sizes + 8 * n;
-  if (data > end) return null;
-  for (let i: u64 = 0; i < n; i++) {
-    const nameSize = <u64>load<u32>(<usize>sizes);
-    const valueSize = <u64>load<u32>(<usize>(sizes + 4));
-    sizes += 8;
-    if (data + nameSize + valueSize + 2 > end) return null;
-    const name = readString(<usize>data, <usize>nameSize);
-    data += nameSize + 1;
-    const value = readString(<usize>data, <usize>valueSize);
-    data += valueSize + 1;
-    out.push(new Header(name, value));
-  }
+  while (view.next()) out.push(new Header(view.name(), view.value()));
   return out;
 }
 

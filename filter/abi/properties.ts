@@ -1,7 +1,7 @@
 // Properties (contract.md §6): a path is a list of segments joined by NUL
 // (["xds", "node", "metadata", "LABELS", "app"]); values are raw bytes with a typed encoding.
 import { proxy_get_property, proxy_set_property } from "./imports";
-import { SLOT_A, SLOT_B, bytesToString, clearSlots, stage, stagedSize, takeBytes } from "./bytes";
+import { SLOT_A, SLOT_B, clearSlots, stage, stagedSize, takeBytes, takeString } from "./bytes";
 import { Header, deserializePairs } from "./pairs";
 import { Result, WasmResult } from "./status";
 
@@ -21,8 +21,22 @@ export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
 
 /** A string or bytes property, as a byte string. */
 export function getPropertyString(path: string[]): Result<string> {
-  const r = getProperty(path);
-  return new Result<string>(r.status, r.ok ? bytesToString(r.value) : "");
+  return getPropertyStringAt(path.join("\0"));
+}
+
+/** getPropertyString for a path already joined with NUL (`propertyPath`): for properties read
+ * on every request, without rebuilding the path each time. */
+export function getPropertyStringAt(joinedPath: string): Result<string> {
+  const p = stage(joinedPath);
+  clearSlots();
+  const r = <WasmResult>proxy_get_property(p, stagedSize(), SLOT_A, SLOT_B);
+  if (r != WasmResult.Ok) return new Result<string>(r, "");
+  return new Result<string>(r, takeString(load<usize>(SLOT_A), load<usize>(SLOT_B)));
+}
+
+/** The NUL-joined form of a property path, for getPropertyStringAt. */
+export function propertyPath(path: string[]): string {
+  return path.join("\0");
 }
 
 /** int/uint/timestamp/duration: 8 bytes little-endian. Other sizes → SerializationFailure. */

@@ -74,9 +74,9 @@ describe("bad-input-gets-json-errors", () => {
   const rawJson = (out: string) => JSON.parse(out.slice(out.indexOf("\r\n\r\n") + 4));
 
   it.each([
-    ["a header over Node's limit", () => `GET /x HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: r1\r\nx-big: ${"a".repeat(64 * 1024)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
-    ["Content-Length with Transfer-Encoding", () => `POST /x HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: r1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, "BAD_REQUEST"],
-    ["a malformed request line", () => "GET /x HTTP/9\r\n\r\n", 400, "BAD_REQUEST"],
+    ["a header over Node's limit", (): string => `GET /x HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: r1\r\nx-big: ${"a".repeat(64 * 1024)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
+    ["Content-Length with Transfer-Encoding", (): string => `POST /x HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: r1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["a malformed request line", (): string => "GET /x HTTP/9\r\n\r\n", 400, "BAD_REQUEST"],
   ] as const)("Node's HTTP parser refuses %s → %i %s, catalogued JSON, no x-mirror-cache, connection closed", async (_what, payload, status, code) => {
     const out = await raw(payload());
     expect(out).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));

@@ -58,6 +58,22 @@ describe("upstream-failure-is-recorded-for-mirror", () => {
     expect(m.body.equals(t.body)).toBe(true);
   });
 
+  // A body the upstream never took is still arriving when the forward fails: the caller is waiting,
+  // not gone (it was once answered with nothing and counted client_closed).
+  it.each(["content-length", "chunked"] as const)("a request body (%s) the upstream never took: the failure is answered and recorded, the connection closed", async (framing) => {
+    const id = rid();
+    async function* body(): AsyncIterable<Buffer> {
+      for (let i = 0; i < 4; i++) yield Buffer.alloc(64 * 1024, 0x62);
+    }
+    const headers: Record<string, string> = framing === "chunked" ? { "transfer-encoding": "chunked" } : { "content-length": String(4 * 64 * 1024) };
+    const t = await send(svc.port, { method: "POST", host: `127.0.0.1:${deadPort}`, path: "/", stack: "test", rid: id, headers, body: body() });
+    expect([t.status, t.headers["x-mirror-cache"], t.json().code]).toEqual([502, "pass", "UPSTREAM_UNAVAILABLE"]);
+    expect(t.headers.connection).toBe("close"); // the unread rest of the body is not left on the connection
+    const m = await send(svc.port, { method: "POST", host: `127.0.0.1:${deadPort}`, path: "/", stack: "mirror", rid: id, body: "x" });
+    expect([m.status, m.headers["x-mirror-cache"]]).toEqual([502, "hit"]);
+    expect(m.body.equals(t.body)).toBe(true);
+  });
+
   it("an upstream's own 5xx is an answer like any other: passed and replayed as is", async () => {
     const id = rid();
     const t = await send(svc.port, { host: up.authority, path: "/500", stack: "test", rid: id });

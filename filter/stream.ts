@@ -54,9 +54,6 @@ export class MeshMirrorStream extends StreamContext {
   private bodySize: u32 = 0;
   /** Headers for the cache call (serialized), kept from on_request_headers while the body is buffered. */
   private held: ArrayBuffer = NO_BODY;
-  /** Tagged, but the stack header is not set yet: it only matters if the request goes upstream,
-   * so it is added when it does (tagUpstream) rather than on every request a cache answers. */
-  private tagPending: bool = false;
 
   constructor(id: u32, readonly plugin: MeshMirrorRoot) {
     super(id, plugin);
@@ -101,14 +98,15 @@ export class MeshMirrorStream extends StreamContext {
       this.refuse(m, "no-request-id", "NO_REQUEST_ID", "mirror call without " + c.requestIdHeader);
       return HeadersAction.StopIteration;
     }
-    this.tagPending = true;
+    // The held request itself is tagged, so whatever continues it goes upstream tagged.
+    const tagged = addHeader(MapType.RequestHeaders, c.stackHeader, c.stackValue);
+    if (tagged != WasmResult.Ok) {
+      return this.failNow(c, m, "could not set " + c.stackHeader + " (" + resultName(tagged) + ")") ? HeadersAction.Continue : HeadersAction.StopIteration;
+    }
     m.tagged.increment();
     if (!endOfStream && !c.bufferBodies) {
       m.bodyNotBuffered.increment();
-      if (c.stack != Stack.Mirror) {
-        this.tagUpstream(c);
-        return HeadersAction.Continue;
-      }
+      if (c.stack != Stack.Mirror) return HeadersAction.Continue;
       this.refuse(m, "body-not-buffered", "BODY_NOT_BUFFERED", "mirror call with a body while buffer_bodies is false");
       return HeadersAction.StopIteration;
     }
@@ -222,17 +220,6 @@ export class MeshMirrorStream extends StreamContext {
     return this.dispatch(c, m, changetype<usize>(held), held.byteLength, body, trailersPtr, trailersSize);
   }
 
-  /** Sets the stack header on a tagged request that goes to its real upstream (fail open, or a
-   * test call whose body is not buffered): CONTRACTS.md "with stack_header set". */
-  private tagUpstream(c: Config): void {
-    if (!this.tagPending) return;
-    this.tagPending = false;
-    const r = addHeader(MapType.RequestHeaders, c.stackHeader, c.stackValue);
-    if (r != WasmResult.Ok && logEnabled(LogLevel.Warn)) {
-      logAlways(LogLevel.Warn, "mesh-mirror: could not set " + c.stackHeader + " (" + resultName(r) + "); the request continues without it");
-    }
-  }
-
   /** Cache failure inside a request callback. True: the test call continues (the callback
    * returns Continue); false: the mirror call was refused. */
   private failNow(c: Config, m: FilterMetrics, why: string): bool {
@@ -243,7 +230,6 @@ export class MeshMirrorStream extends StreamContext {
       return false;
     }
     m.failedOpen.increment();
-    this.tagUpstream(c);
     return true;
   }
 

@@ -176,6 +176,22 @@ function ours(snap: Map<number, { ppid: number }>): Set<number> {
   return mine;
 }
 
+/** CPU ticks of a process and its descendants (nginx workers) in a snapshot. */
+function treeTicks(snap: Map<number, { ppid: number; ticks: number }>, rootPid: number): number {
+  const tree = new Set<number>([rootPid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, { ppid }] of snap) if (!tree.has(pid) && tree.has(ppid)) {
+      tree.add(pid);
+      grew = true;
+    }
+  }
+  let t = 0;
+  for (const pid of tree) t += snap.get(pid)?.ticks ?? 0;
+  return t;
+}
+
 /** CPU cores used by processes that are not ours between two snapshots. */
 function foreignCores(before: Map<number, { ticks: number }>, after: Map<number, { ppid: number; ticks: number }>, seconds: number): number {
   const mine = ours(after);
@@ -276,12 +292,20 @@ function wrk(run: WrkRun): Promise<WrkResult> {
   });
 }
 
-type Measured = WrkResult & { warmupIssued: number; foreignCores: number; attempts: number; note?: string };
+type Measured = WrkResult & {
+  warmupIssued: number;
+  foreignCores: number;
+  attempts: number;
+  /** CPU time the server (process tree) spent per answered request, in µs: unlike req/s, this
+   * hardly moves when other processes take CPU away from the run. */
+  serverCpuUsPerReq?: number;
+  note?: string;
+};
 
 /** Warm-up (discarded) then the measured run. `args(offset)` builds the Lua args; the offset is
  * the number of requests already issued (ids are never reused across warm-up, run and retries).
  * `retry: false` for runs that consume prefilled records. */
-async function measure(label: string, port: number, path: string, args: (offset: number, phase: "warmup" | "run") => string[], seconds = DURATION, retry = true): Promise<Measured> {
+async function measure(label: string, port: number, path: string, args: (offset: number, phase: "warmup" | "run") => string[], seconds = DURATION, retry = true, serverPid?: number): Promise<Measured> {
   let offset = 0;
   let warmupIssued = 0;
   let best: Measured | undefined;
@@ -294,10 +318,12 @@ async function measure(label: string, port: number, path: string, args: (offset:
     log(`${label}: measuring ${seconds} s`);
     const before = procTicks();
     const r = await wrk({ port, path, seconds, args: args(offset, "run") });
-    const foreign = foreignCores(before, procTicks(), seconds);
+    const after = procTicks();
+    const foreign = foreignCores(before, after, seconds);
+    const cpuUs = serverPid && r.requests ? ((treeTicks(after, serverPid) - treeTicks(before, serverPid)) / HZ / r.requests) * 1e6 : undefined;
     offset += r.issued;
-    log(`${label}: ${Math.round(r.rps)} req/s, p99 ${r.p99ms.toFixed(2)} ms${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.socketErrors ? `, ${r.socketErrors} socket errors` : ""}; other processes used ${foreign.toFixed(2)} cores`);
-    const m: Measured = { ...r, issued: offset - warmupIssued, warmupIssued, foreignCores: foreign, attempts: attempt };
+    log(`${label}: ${Math.round(r.rps)} req/s, p99 ${r.p99ms.toFixed(2)} ms${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.socketErrors ? `, ${r.socketErrors} socket errors` : ""}${cpuUs ? `, server CPU ${cpuUs.toFixed(1)} µs/req` : ""}; other processes used ${foreign.toFixed(2)} cores`);
+    const m: Measured = { ...r, issued: offset - warmupIssued, warmupIssued, foreignCores: foreign, attempts: attempt, serverCpuUsPerReq: cpuUs };
     if (!best || foreign < best.foreignCores) best = m;
     if (foreign <= 0.15 || !retry || attempt >= 3) {
       // the least disturbed attempt
@@ -378,7 +404,7 @@ const ids = (stack: string, ranges: (phase: string) => string, host: string) => 
 async function benchBare(): Promise<void> {
   const p = await startNode("bare", "bench/service/servers/bare.ts", {}, SERVER_CPU);
   try {
-    for (const size of SIZES) runs[`bare_${size}`] = await measure(`bare fastify ${size} B`, p.port, `/bytes/${size}`, ids("-", (ph) => `bare-${ph}-:1:0`, "-"));
+    for (const size of SIZES) runs[`bare_${size}`] = await measure(`bare fastify ${size} B`, p.port, `/bytes/${size}`, ids("-", (ph) => `bare-${ph}-:1:0`, "-"), DURATION, true, p.pid);
   } finally {
     await p.stop();
   }
@@ -444,7 +470,7 @@ http {
       let status = "";
       for (let i = 0; i < 5 && status !== "HIT"; i++) status = String((await get(port, `/bytes/${size}`)).headers["x-cache"]);
       if (status !== "HIT") notes.push(`nginx: /bytes/${size} not a cache HIT after warming (${status})`);
-      runs[`nginx_${size}`] = await measure(`nginx proxy_cache ${size} B`, port, `/bytes/${size}`, ids("-", (ph) => `ngx-${ph}-:1:0`, "-"));
+      runs[`nginx_${size}`] = await measure(`nginx proxy_cache ${size} B`, port, `/bytes/${size}`, ids("-", (ph) => `ngx-${ph}-:1:0`, "-"), DURATION, true, p.pid);
     }
   } finally {
     await p.stop();
@@ -455,7 +481,7 @@ async function benchForward(): Promise<void> {
   const up = await ensureUpstream();
   const p = await startNode("forwarder", "bench/service/servers/forwarder.ts", { UPSTREAM: `127.0.0.1:${up.port}` }, SERVER_CPU);
   try {
-    for (const size of SIZES) runs[`forward_${size}`] = await measure(`fastify+undici forwarder ${size} B`, p.port, `/bytes/${size}`, ids("-", (ph) => `fwd-${ph}-:1:0`, `127.0.0.1:${up.port}`));
+    for (const size of SIZES) runs[`forward_${size}`] = await measure(`fastify+undici forwarder ${size} B`, p.port, `/bytes/${size}`, ids("-", (ph) => `fwd-${ph}-:1:0`, `127.0.0.1:${up.port}`), DURATION, true, p.pid);
   } finally {
     await p.stop();
   }
@@ -469,7 +495,7 @@ async function benchTestPath(): Promise<void> {
   const p = await startService("service-test", { MIRROR_CACHE_STORE: "memory" });
   try {
     for (const size of SIZES) {
-      const r = await measure(`ours test path ${size} B`, p.port, `/bytes/${size}`, ids("test", (ph) => `tp${size}-${ph}-:1:0`, host));
+      const r = await measure(`ours test path ${size} B`, p.port, `/bytes/${size}`, ids("test", (ph) => `tp${size}-${ph}-:1:0`, host), DURATION, true, p.pid);
       runs[`test_${size}`] = r;
     }
     results.testPathServiceRssBytes = rssBytes(p.pid);
@@ -491,9 +517,10 @@ async function benchTestPath(): Promise<void> {
  *     stops `CONNECTIONS + 14` short.
  *   - mirror: wrk with the same Lua script walking the usable ranges in order (ids.lua "ranges"),
  *     so the i-th mirror request carries the i-th recorded id with n = 0 → a hit.
- *   - how many: the bare-Fastify rate of that size × (warm-up + duration) × 1.3 (ours cannot
- *     outrun the bare route by 30 %); if that would not fit `--record-gb`, the run is shortened
- *     and says so. Running out would show as non-2xx (504 miss after MIRROR_CACHE_WAIT_MS).
+ *   - how many: the bare-Fastify rate of that size (never below a floor, in case the baseline
+ *     was disturbed) × (warm-up + duration) × 1.15; if that would not fit `--record-gb`, the run
+ *     is shortened and says so. Running out shows as non-2xx (504 miss after
+ *     MIRROR_CACHE_WAIT_MS) and a note.
  */
 async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Promise<void> {
   const up = await ensureUpstream();
@@ -502,15 +529,17 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
   try {
     for (const size of sizes) {
       // Expected rate: the baseline's (a disturbed baseline reads low, so never below a floor).
-      const floor = size > 4096 ? 8_000 : 30_000;
-      const est = Math.max(floor, kind === "memory" ? (runs[`bare_${size}`]?.rps ?? 0) : (runs[`hit_memory_${size}`]?.rps ?? 0));
+      const est =
+        kind === "memory"
+          ? Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0)
+          : Math.max(5_000, 1.3 * (runs[`hit_memory_${size}`]?.rps ?? 20_000));
       const perRecord = size + 1024;
       const maxRecords = Math.floor((RECORD_GB * 1024 ** 3) / perRecord);
       let seconds = DURATION;
-      let needed = Math.ceil(est * 1.3 * (WARMUP + seconds)) + 1_000;
+      let needed = Math.ceil(est * 1.15 * (WARMUP + seconds)) + 1_000;
       if (needed > maxRecords) {
-        seconds = Math.min(DURATION, Math.max(3, Math.floor(maxRecords / (est * 1.3)) - WARMUP));
-        needed = Math.min(maxRecords, Math.ceil(est * 1.3 * (WARMUP + seconds)) + 1_000);
+        seconds = Math.min(DURATION, Math.max(3, Math.floor(maxRecords / (est * 1.15)) - WARMUP));
+        needed = Math.min(maxRecords, Math.ceil(est * 1.15 * (WARMUP + seconds)) + 1_000);
         notes.push(`hit ${kind} ${size} B: measured for ${seconds} s (not ${DURATION} s): ${needed} prefilled records are what --record-gb ${RECORD_GB} holds`);
       }
       const extra: Record<string, string> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
@@ -548,7 +577,7 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
           throw new Error(`mirror sanity call: status ${s.status}, x-mirror-cache ${String(s.headers["x-mirror-cache"])}, ${s.body.length} bytes`);
         const rssAfterPrefill = rssBytes(p.pid);
         const rangeArg = ranges.join(",");
-        const r = await measure(`ours mirror hit (${kind}) ${size} B`, p.port, `/bytes/${size}`, (offset) => ["mirror", rangeArg, String(offset), host], seconds, false);
+        const r = await measure(`ours mirror hit (${kind}) ${size} B`, p.port, `/bytes/${size}`, (offset) => ["mirror", rangeArg, String(offset), host], seconds, false, p.pid);
         const used = r.warmupIssued + r.issued;
         const out = used > usable ? `ran out of prefilled records (${used} > ${usable}): the excess missed` : undefined;
         if (out) notes.push(`hit ${kind} ${size} B: ${out}`);
@@ -619,6 +648,8 @@ interface Row {
   what: string;
   rps?: number;
   p99?: number;
+  cpu?: number;
+  cpuRatio?: number;
   vs?: string;
   ratio?: number;
   p99ratio?: number;
@@ -641,6 +672,9 @@ function report(): Row[] {
       what,
       rps: a.rps,
       p99: a.p99ms,
+      cpu: a.serverCpuUsPerReq,
+      // capacity ratio from CPU per request: (baseline µs/req) / (ours µs/req)
+      cpuRatio: a.serverCpuUsPerReq && b?.serverCpuUsPerReq ? b.serverCpuUsPerReq / a.serverCpuUsPerReq : undefined,
       vs: baseLabel,
       ratio,
       p99ratio,
@@ -651,7 +685,7 @@ function report(): Row[] {
   };
   const base = (what: string, k: string) => {
     const a = r(k);
-    if (a) rows.push({ what, rps: a.rps, p99: a.p99ms, target: "baseline", note: [a.non2xx ? `${a.non2xx} non-2xx` : "", a.note ?? ""].filter(Boolean).join("; ") || undefined });
+    if (a) rows.push({ what, rps: a.rps, p99: a.p99ms, cpu: a.serverCpuUsPerReq, target: "baseline", note: [a.non2xx ? `${a.non2xx} non-2xx` : "", a.note ?? ""].filter(Boolean).join("; ") || undefined });
   };
   for (const s of SIZES) base(`bare Fastify route, ${s / 1024} KiB`, `bare_${s}`);
   for (const s of SIZES) base(`nginx proxy_cache hit, ${s / 1024} KiB`, `nginx_${s}`);
@@ -689,14 +723,16 @@ function report(): Row[] {
 }
 
 function printTable(rows: Row[]): string {
-  const head = ["scenario", "req/s", "p99 ms", "vs", "ratio", "p99 ratio", "target", "ok", "note"];
+  const head = ["scenario", "req/s", "p99 ms", "server CPU µs/req", "vs", "req/s ratio", "p99 ratio", "CPU-capacity ratio", "target", "ok", "note"];
   const lines = rows.map((x) => [
     x.what,
     fmt(x.rps),
     fmt(x.p99, 2),
+    fmt(x.cpu, 1),
     x.vs ?? "",
     x.ratio === undefined ? "" : `${x.ratio.toFixed(2)}×`,
     x.p99ratio === undefined ? "" : `${x.p99ratio.toFixed(2)}×`,
+    x.cpuRatio === undefined ? "" : `${x.cpuRatio.toFixed(2)}×`,
     x.target,
     x.ok === undefined ? "" : x.ok ? "yes" : "NO",
     x.note ?? "",

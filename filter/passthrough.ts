@@ -19,11 +19,11 @@ export class Ip {
 class Net {
   constructor(public ip: Ip, public bits: i32) {}
 
-  contains(a: Ip): bool {
-    if (a.v6 != this.ip.v6) return false;
-    if (!a.v6) return maskedEqual(a.lo, this.ip.lo, this.bits, 32);
-    if (this.bits <= 64) return maskedEqual(a.hi, this.ip.hi, this.bits, 64);
-    return a.hi == this.ip.hi && maskedEqual(a.lo, this.ip.lo, this.bits - 64, 64);
+  contains(v6: bool, hi: u64, lo: u64): bool {
+    if (v6 != this.ip.v6) return false;
+    if (!v6) return maskedEqual(lo, this.ip.lo, this.bits, 32);
+    if (this.bits <= 64) return maskedEqual(hi, this.ip.hi, this.bits, 64);
+    return hi == this.ip.hi && maskedEqual(lo, this.ip.lo, this.bits - 64, 64);
   }
 }
 
@@ -127,26 +127,35 @@ export function parseIpv6(s: string): Ip | null {
 export function parseIp(s: string): Ip | null {
   const v4 = parseIpv4(s);
   if (v4 >= 0) return new Ip(false, 0, <u64>v4);
-  if (!s.includes(":")) return null;
+  if (charAt(s, 0x3A, 0) < 0) return null;
   const a = parseIpv6(s);
   if (a === null) return null;
   if (a.hi == 0 && (a.lo >> 32) == 0xFFFF) return new Ip(false, 0, a.lo & 0xFFFFFFFF);
   return a;
 }
 
+/** Index of the first `c` in `s` at or after `from`, or -1 (one code unit: no String#indexOf). */
+function charAt(s: string, c: i32, from: i32): i32 {
+  for (let i = from; i < s.length; i++) if (s.charCodeAt(i) == c) return i;
+  return -1;
+}
+
 /** The host of an authority or `ip:port` address: lower case, no port, no brackets, no trailing dot. */
 export function hostOf(authority: string): string {
-  let host = authority;
-  if (host.startsWith("[")) {
-    const end = host.indexOf("]");
-    host = end < 0 ? host.substring(1) : host.substring(1, end);
+  const n = authority.length;
+  let from = 0;
+  let to = n;
+  if (n > 0 && authority.charCodeAt(0) == 0x5B) { // [v6]:port
+    from = 1;
+    const end = charAt(authority, 0x5D, 1);
+    if (end >= 0) to = end;
   } else {
-    const colon = host.indexOf(":");
+    const colon = charAt(authority, 0x3A, 0);
     // One colon separates a port; several mean a bare IPv6 address.
-    if (colon >= 0 && host.lastIndexOf(":") == colon) host = host.substring(0, colon);
+    if (colon >= 0 && charAt(authority, 0x3A, colon + 1) < 0) to = colon;
   }
-  if (host.endsWith(".")) host = host.substring(0, host.length - 1);
-  return asciiLowerCase(host);
+  if (to > from && authority.charCodeAt(to - 1) == 0x2E) to--; // trailing dot
+  return asciiLowerCase(from == 0 && to == n ? authority : authority.substring(from, to));
 }
 
 function isHostName(s: string): bool {
@@ -192,10 +201,16 @@ export class Passthrough {
   matches(authority: string): bool {
     const host = hostOf(authority);
     if (host.length == 0) return false;
+    const v4 = parseIpv4(host);
+    if (v4 >= 0) return this.inNets(false, 0, <u64>v4);
     const ip = parseIp(host);
     if (ip === null) return this.names.includes(host);
+    return this.inNets(ip.v6, ip.hi, ip.lo);
+  }
+
+  private inNets(v6: bool, hi: u64, lo: u64): bool {
     for (let i = 0; i < this.nets.length; i++) {
-      if (unchecked(this.nets[i]).contains(ip)) return true;
+      if (unchecked(this.nets[i]).contains(v6, hi, lo)) return true;
     }
     return false;
   }

@@ -607,11 +607,13 @@ async function benchSoak(): Promise<void> {
   // from then on RSS should stay flat.
   const p = await startService("service-soak", { MIRROR_CACHE_TTL_MS: "10000", MIRROR_CACHE_WAIT_MS: "2000" });
   const samples: Array<[number, number]> = [];
-  const t0 = Date.now();
-  const timer = setInterval(() => samples.push([(Date.now() - t0) / 1000, rssBytes(p.pid)]), 1000);
+  let t0 = Date.now();
+  let timer: NodeJS.Timeout | undefined;
   try {
     await waitQuiet("soak");
     log(`soak: ${SOAK} s`);
+    t0 = Date.now();
+    timer = setInterval(() => samples.push([(Date.now() - t0) / 1000, rssBytes(p.pid)]), 1000);
     const r = await wrk({ port: p.port, path: "/bytes/1024", seconds: SOAK, script: join(here, "wrk/pairs.lua"), args: ["1000", host] });
     clearInterval(timer);
     // steady state: after the TTL plus a margin, or after the first quarter, whichever is later

@@ -18,7 +18,7 @@ import "./abort";
 export function proxy_abi_version_0_2_1(): void {}
 
 /** Streams between collections: amortizes marking the live set (roots, configuration). */
-const COLLECT_EVERY: u32 = 64;
+const COLLECT_EVERY: u32 = 16;
 let deletedSinceCollect: u32 = 0;
 
 /** Requests beyond this get 0 (the host reports InvalidMemoryAccess) instead of an allocator

@@ -235,8 +235,8 @@ export class PairsWriter {
 
   /** Moves the data so that exactly `slots` size slots precede it. */
   private moveData(slots: u32): void {
-    const from = 4 + 8 * <usize>this.slots;
-    const to = 4 + 8 * <usize>slots;
+    const from: usize = 4 + 8 * <usize>this.slots;
+    const to: usize = 4 + 8 * <usize>slots;
     const dataSize = this.end - from;
     this.ensure(to + dataSize);
     memory.copy(this.base + to, this.base + from, dataSize);

@@ -33,6 +33,10 @@ export interface MemoryStoreOptions {
   maxMetaBytes?: number;
   /** Clock for TTLs, in milliseconds (tests). Default `performance.now`. */
   now?: () => number;
+  /** Drop expired records, counters and claims every this many ms (0: only when touched or
+   * evicted). Without it, expired records linger until the byte budget pushes them out, so memory
+   * climbs to the budget instead of following the live set. Default 5000. */
+  purgeIntervalMs?: number;
 }
 
 interface Waiter {
@@ -114,6 +118,7 @@ function createPairPool(): (headers: Array<[string, string]>) => Array<[string, 
 const closedError = () => new StoreUnavailableError("memory store is closed");
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const COUNT_SPAN = 2 ** 26;
 
 export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const maxBytes = positiveInt("maxBytes", options.maxBytes);
@@ -131,7 +136,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     ...(perf ? { perf } : {}),
   });
 
-  // Counters: key "s<stack>\0<tuple>" → next n. Claims: key "c<record key>" → 1.
+  // Counters: key "s<tuple>" → next n of both stacks, packed. Claims: key "c<record key>" → 1.
   const meta = new LRUCache<string, number>({
     maxSize: maxMetaBytes,
     sizeCalculation: (_v, key) => key.length + META_OVERHEAD,
@@ -142,6 +147,14 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const waiters = new Map<string, Waiter[]>();
   const internPairs = createPairPool();
   let closed = false;
+  const purgeEvery = options.purgeIntervalMs ?? 5000;
+  const purgeTimer =
+    purgeEvery > 0
+      ? setInterval(() => {
+          records.purgeStale();
+          meta.purgeStale();
+        }, purgeEvery).unref()
+      : undefined;
 
   function settle(w: Waiter, value: StoredResponse | undefined): void {
     if (w.timer !== undefined) clearTimeout(w.timer);
@@ -169,18 +182,28 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
 
     sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
       if (closed) return Promise.reject(closedError());
-      const k = flatten("s" + stack + "\0" + tuple);
-      const n = meta.get(k) ?? 0;
-      // set() refreshes the TTL, like INCR + PEXPIRE on Redis.
-      meta.set(k, n + 1, { ttl: ttlOf(ttlMs) });
+      // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
+      // of an exchange updates the entry its test call created instead of adding a key of its
+      // own (half the memory, and no new key on the mirror hit path).
+      const k = "s" + tuple;
+      const v = meta.get(k);
+      const test = v === undefined ? 0 : v % COUNT_SPAN;
+      const mirror = v === undefined ? 0 : Math.floor(v / COUNT_SPAN);
+      const n = stack === "test" ? test : mirror;
+      if (n + 1 >= COUNT_SPAN) return Promise.reject(new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`));
+      const next = stack === "test" ? v === undefined ? 1 : v + 1 : (v ?? 0) + COUNT_SPAN;
+      // set() refreshes the TTL, like INCR + PEXPIRE on Redis. A new key is flattened first (an
+      // existing entry keeps the key it was created with).
+      meta.set(v === undefined ? flatten(k) : k, next, { ttl: ttlOf(ttlMs) });
       return Promise.resolve(n);
     },
 
     claim(key: string, ttlMs: number): Promise<boolean> {
       if (closed) return Promise.reject(closedError());
-      const k = flatten("c" + key);
-      if (meta.has(k)) return Promise.resolve(false);
-      meta.set(k, 1, { ttl: ttlOf(ttlMs) });
+      const k = "c" + key;
+      // Held, or already recorded (put drops the claim entry: the record answers instead).
+      if (meta.has(k) || records.has(key)) return Promise.resolve(false);
+      meta.set(flatten(k), 1, { ttl: ttlOf(ttlMs) });
       return Promise.resolve(true);
     },
 
@@ -199,6 +222,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       // A record larger than the whole budget is not kept (lru-cache refuses it and drops any
       // older record under that key), but its waiters still get it below.
       records.set(key, v, { ttl });
+      meta.delete("c" + key);
       const list = waiters.get(key);
       if (list) {
         waiters.delete(key);
@@ -254,6 +278,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     close(): Promise<void> {
       if (closed) return Promise.resolve();
       closed = true;
+      if (purgeTimer) clearInterval(purgeTimer);
       const all = [...waiters.values()];
       waiters.clear();
       for (const list of all) for (const w of list) settle(w, undefined);

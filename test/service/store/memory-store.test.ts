@@ -122,6 +122,29 @@ describe("memory store", () => {
     await store.close();
   });
 
+  it("expired-records-counters-and-claims-are-purged-in-the-background", async () => {
+    let t = 0;
+    const store = createMemoryStore({ maxBytes: 1 << 20, now: () => t, purgeIntervalMs: 20 });
+    await store.put("k", rec(100), 1_000);
+    await store.sequence("test", "tuple", 1_000);
+    await store.claim("c", 1_000);
+    expect(memoryStoreDebug(store).metaEntries).toBe(2);
+    t = 5_000;
+    await new Promise((r) => setTimeout(r, 80));
+    expect(memoryStoreDebug(store).metaEntries).toBe(0);
+    expect(store.stats()).toEqual({ entries: 0, bytes: 0 });
+    await store.close();
+  });
+
+  it("a-recorded-key-cannot-be-claimed-again-and-put-drops-its-claim", async () => {
+    const store = createMemoryStore({ maxBytes: 1 << 20 });
+    expect(await store.claim("k", 60_000)).toBe(true);
+    await store.put("k", rec(10), 60_000);
+    expect(memoryStoreDebug(store).metaEntries).toBe(0);
+    expect(await store.claim("k", 60_000)).toBe(false);
+    await store.close();
+  });
+
   it("rejects-a-nonsense-budget", () => {
     expect(() => createMemoryStore({ maxBytes: 0 })).toThrow(/maxBytes/);
     expect(() => createMemoryStore({ maxBytes: Number.NaN })).toThrow(/maxBytes/);

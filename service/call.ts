@@ -32,12 +32,11 @@ export interface HandlerDeps {
   readonly maxBodyBytes: number;
 }
 
-/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>` (and `connection: close`
- * with `close`: a request body left unread). */
-export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string, close = false): void {
+/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`. */
+export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
   if (res.headersSent || res.destroyed) return;
   const h = rec.headers;
-  const flat: string[] = new Array(h.length * 2 + 4);
+  const flat: string[] = new Array(h.length * 2 + 2);
   let i = 0;
   let hasLength = false;
   for (let j = 0; j < h.length; j++) {
@@ -53,10 +52,6 @@ export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: stri
   if (!hasLength && rec.body.length > 0) {
     flat[i++] = "content-length";
     flat[i++] = String(rec.body.length);
-  }
-  if (close) {
-    flat[i++] = "connection";
-    flat[i++] = "close";
   }
   flat.length = i;
   res.writeHead(rec.status, flat);
@@ -110,6 +105,31 @@ export function storeFailed(deps: HandlerDeps, call: Call, op: string, err: unkn
 }
 
 /** Body over the limit, known from Content-Length: refused before anything else. */
+/** Most of an unwanted request body the service reads and throws away before it cuts the
+ * connection instead. */
+const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/** A request body that is still arriving and that the answer does not need (over the limit, or
+ * the forward failed before reading it): read the rest and throw it away, then answer. Answering
+ * first and closing a socket that still has unread input makes the kernel send a reset, and a
+ * reset discards the answer at a client that is still sending — it would never see its 413.
+ * Resolves once the body ended or the client left; past DISCARD_LIMIT_BYTES the connection is cut
+ * (no answer). Node's requestTimeout bounds the time. */
+export function discardRest(req: IncomingMessage): Promise<void> {
+  if (req.complete || req.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    req.unpipe();
+    let read = 0;
+    req.on("data", (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > DISCARD_LIMIT_BYTES) req.socket.destroy();
+    });
+    req.once("end", resolve);
+    req.once("close", resolve);
+    req.resume();
+  });
+}
+
 export function declaredBodyTooLarge(call: Call, limit: number): boolean {
   const cl = call.req.headers["content-length"];
   return cl !== undefined && Number(cl) > limit;

@@ -2,7 +2,7 @@
 // recorded, answered with `x-mirror-cache: pass`. An upstream failure is recorded too, so the
 // mirror sees the same failure. A client that goes away mid-body leaves no record: the claim is
 // released.
-import { OUTCOME, sendError, sendRecord, storeFailed, declaredBodyTooLarge, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
+import { OUTCOME, sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
 import { ERRORS } from "./errors.ts";
 import { limitBody, upstreamRequestHeaders, type Forwarder } from "./forward.ts";
 import { callKey } from "./key.ts";
@@ -69,8 +69,8 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
     const fr = await forwarder.forward({ method: call.method, origin: call.origin, path: call.path, headers, body });
     metrics.observeUpstream(nowSeconds() - t0);
 
-    // The body was not read to its end (the forward failed before or while sending it): the
-    // answer closes the connection, whose unread rest would otherwise stall it.
+    // The body was not read to its end (the forward failed before or while sending it): its rest
+    // is read and discarded before the answer.
     const unread = body !== null && !req.complete;
     if (!fr.ok) {
       // Gone = its connection closed. Not `!req.complete`: a body over the limit, or one the
@@ -81,7 +81,8 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
         if (clientGone) return clientClosed(call, key);
         await release(call, key);
         metrics.call("test", "body_too_large");
-        return sendError(call.res, "BODY_TOO_LARGE", fr.message, true);
+        await discardRest(req);
+        return sendError(call.res, "BODY_TOO_LARGE", fr.message);
       }
       if (fr.code === "EGRESS_DENIED") metrics.egressDenied();
       log.warn({ reqId: call.requestId, stack: "test", code: fr.code, origin: call.origin, path: call.path, err: fr.message }, "upstream call failed; failure recorded");
@@ -99,7 +100,8 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
     const outcome = fr.ok ? "pass" : OUTCOME[fr.code];
     metrics.call("test", outcome);
     if (debug) log.debug({ reqId: call.requestId, stack: "test", key, outcome, status: fr.record.status }, "call");
-    sendRecord(call.res, fr.record, fr.ok ? "pass" : (ERRORS[fr.code].cache ?? "pass"), unread);
+    if (unread) await discardRest(req);
+    sendRecord(call.res, fr.record, fr.ok ? "pass" : (ERRORS[fr.code].cache ?? "pass"));
   }
 
   return async function testCall(call: Call): Promise<void> {

@@ -5,6 +5,7 @@
 //                                [--only bare,nginx,forward,test,hit,redis,memory,soak]
 //                                [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
 //                                [--profile]   (our service runs with --cpu-prof)
+//                                [--out bench/results/service.json]  (and .md next to it)
 //
 // Layout on a 2-core box: the server under test is pinned to CPU 0 (taskset), wrk to CPU 1 (one
 // thread, keep-alive, --connections connections), both at nice -5 when run as root. The bench upstream (node:http serving fixed
@@ -768,7 +769,7 @@ async function main(): Promise<void> {
   console.log(`wrk -t1 -c${CONNECTIONS}, warm-up ${WARMUP} s + ${DURATION} s per run, server on CPU ${SERVER_CPU}, wrk on CPU ${LOAD_CPU}\n`);
   console.log(table);
   for (const n of notes) console.log(`\nnote: ${n}`);
-  const out = join(root, "bench/results/service.json");
+  const out = resolve(root, arg("out", "bench/results/service.json"));
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(
     out,
@@ -795,8 +796,9 @@ async function main(): Promise<void> {
     table,
     ...notes.map((n) => `\n- ${n}`),
   ].join("\n");
-  writeFileSync(join(root, "bench/results/service.md"), md + "\n");
-  console.log(`\nwrote ${out} and bench/results/service.md; logs in ${tmp}`);
+  const mdOut = out.replace(/\.json$/, "") + ".md";
+  writeFileSync(mdOut, md + "\n");
+  console.log(`\nwrote ${out} and ${mdOut}; logs in ${tmp}`);
 }
 
 function cleanup(): void {

@@ -116,7 +116,7 @@ const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
  * Resolves once the body ended or the client left; past DISCARD_LIMIT_BYTES the connection is cut
  * (no answer). Node's requestTimeout bounds the time. */
 export function discardRest(req: IncomingMessage): Promise<void> {
-  if (req.complete || req.destroyed) return Promise.resolve();
+  if (req.complete || req.readableEnded || req.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     req.unpipe();
     let read = 0;

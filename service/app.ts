@@ -244,8 +244,12 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
     if (url.charCodeAt(0) !== 47 /* / */ && url !== "*")
       return reject(res, stack, "INVALID_AUTHORITY", `request target ${JSON.stringify(url.slice(0, 200))} must be a path (origin-form); name the upstream in Host`);
 
-    const https = isHttps(normalizeHost(hostname));
-    const origin = https ? `https://${hostname}:${port || "443"}` : port ? `http://${authority}` : `http://${hostname}:80`;
+    // Only a test call is forwarded: a mirror call skips the https match and the origin string.
+    let origin = "";
+    if (stack === "test") {
+      const https = isHttps(normalizeHost(hostname));
+      origin = https ? `https://${hostname}:${port || "443"}` : port ? `http://${authority}` : `http://${hostname}:80`;
+    }
     const method = req.method ?? "GET";
     const call: Call = {
       stack,

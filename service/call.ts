@@ -17,7 +17,8 @@ export interface Call {
   readonly path: string;
   /** `store.sequence` tuple (request id, method, authority, path+query minus ignored params). */
   readonly tuple: string;
-  /** `http://host:port` or, for MIRROR_CACHE_HTTPS_HOSTS, `https://host:port`. */
+  /** `http://host:port` or, for MIRROR_CACHE_HTTPS_HOSTS, `https://host:port`; test calls only
+   * (empty for a mirror call, which is never forwarded). */
   readonly origin: string;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;

@@ -6,7 +6,7 @@
 // Metadata:  sequence counters and claims share a second LRU with its own byte budget
 //            (`maxMetaBytes`, default a quarter of `maxBytes`), so a client sending endless
 //            unique tuples evicts old counters instead of growing memory without limit.
-// Waiters:   a Map from record key to the callers waiting for it; `put` wakes them with the
+// Waiters:   waiters.ts (shared with the redis store), per record key; `put` wakes them with the
 //            value it stores (even when the value is too large to be kept), a timer or an abort
 //            signal resolves one with `undefined`, `close` resolves them all with `undefined`.
 //
@@ -15,6 +15,7 @@
 // callers must treat a StoredResponse as immutable.
 import { LRUCache } from "lru-cache";
 import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+import { Waiters } from "./waiters.ts";
 
 /** Bytes counted per record on top of its body, headers and key: the lru-cache slots, the
  * StoredResponse object, the Buffer view and the headers array (measured on Node 20 x64, see
@@ -37,14 +38,6 @@ export interface MemoryStoreOptions {
    * evicted). Without it, expired records linger until the byte budget pushes them out, so memory
    * climbs to the budget instead of following the live set. Default 5000. */
   purgeIntervalMs?: number;
-}
-
-interface Waiter {
-  key: string;
-  resolve: (value: StoredResponse | undefined) => void;
-  timer: NodeJS.Timeout | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
 }
 
 /** Bytes a record is counted for in the budget. */
@@ -117,7 +110,6 @@ function createPairPool(): (headers: Array<[string, string]>) => Array<[string, 
 
 const closedError = () => new StoreUnavailableError("memory store is closed");
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const COUNT_SPAN = 2 ** 26;
 
 export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
@@ -144,7 +136,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     ...(perf ? { perf } : {}),
   });
 
-  const waiters = new Map<string, Waiter[]>();
+  const waiters = new Waiters();
   const internPairs = createPairPool();
   let closed = false;
   const purgeEvery = options.purgeIntervalMs ?? 5000;
@@ -155,21 +147,6 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
           meta.purgeStale();
         }, purgeEvery).unref()
       : undefined;
-
-  function settle(w: Waiter, value: StoredResponse | undefined): void {
-    if (w.timer !== undefined) clearTimeout(w.timer);
-    if (w.signal && w.onAbort) w.signal.removeEventListener("abort", w.onAbort);
-    w.resolve(value);
-  }
-
-  function drop(w: Waiter): void {
-    const list = waiters.get(w.key);
-    if (!list) return;
-    const i = list.indexOf(w);
-    if (i < 0) return;
-    if (list.length === 1) waiters.delete(w.key);
-    else list.splice(i, 1);
-  }
 
   function ttlOf(ttlMs: number): number {
     const t = Math.ceil(ttlMs);
@@ -223,11 +200,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       // older record under that key), but its waiters still get it below.
       records.set(key, v, { ttl });
       meta.delete("c" + key);
-      const list = waiters.get(key);
-      if (list) {
-        waiters.delete(key);
-        for (const w of list) settle(w, v);
-      }
+      waiters.wake(key, v);
       return Promise.resolve();
     },
 
@@ -242,27 +215,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       const v = records.get(key);
       if (v !== undefined) return Promise.resolve(v);
       if (!(timeoutMs > 0) || signal?.aborted) return UNDEFINED;
-      return new Promise<StoredResponse | undefined>((resolve) => {
-        const w: Waiter = { key, resolve, timer: undefined, signal, onAbort: undefined };
-        // Longer than a timer can hold (~24.8 days, e.g. Infinity): no timer, wait for put/abort/close.
-        if (timeoutMs <= MAX_TIMER_MS) {
-          w.timer = setTimeout(() => {
-            w.timer = undefined;
-            drop(w);
-            settle(w, undefined);
-          }, timeoutMs);
-        }
-        if (signal) {
-          w.onAbort = () => {
-            drop(w);
-            settle(w, undefined);
-          };
-          signal.addEventListener("abort", w.onAbort, { once: true });
-        }
-        const list = waiters.get(key);
-        if (list) list.push(w);
-        else waiters.set(key, [w]);
-      });
+      return waiters.wait(key, timeoutMs, signal);
     },
 
     ping(): Promise<void> {
@@ -279,9 +232,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       if (closed) return Promise.resolve();
       closed = true;
       if (purgeTimer) clearInterval(purgeTimer);
-      const all = [...waiters.values()];
-      waiters.clear();
-      for (const list of all) for (const w of list) settle(w, undefined);
+      waiters.closeAll();
       records.clear();
       meta.clear();
       return Promise.resolve();

@@ -22,6 +22,7 @@
 import { Redis, type RedisOptions } from "ioredis";
 import { decodeRecord, encodeRecord } from "./codec.ts";
 import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+import { Waiters } from "./waiters.ts";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db] */
@@ -36,15 +37,6 @@ export interface RedisStoreOptions {
   pingTimeoutMs?: number;
   /** Extra ioredis options (tls, username, …); the failure-policy options above win. */
   redis?: RedisOptions;
-}
-
-interface Waiter {
-  key: string;
-  resolve: (value: StoredResponse | undefined) => void;
-  timer: NodeJS.Timeout | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  done: boolean;
 }
 
 const SEQUENCE_LUA = `
@@ -68,7 +60,6 @@ function ttlOf(ttlMs: number): number {
 }
 
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function createRedisStore(options: RedisStoreOptions): CacheStore {
   const prefix = options.keyPrefix ?? "mesh-mirror:";
@@ -92,7 +83,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   };
 
   let closed = false;
-  const waiters = new Map<string, Waiter[]>();
+  const waiters = new Waiters();
 
   // ---- main connection --------------------------------------------------------------------
   // Auto-pipelining: commands issued in one event-loop turn (many concurrent calls) go out in one
@@ -182,30 +173,6 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   }
 
   // ---- waiters -----------------------------------------------------------------------------
-  function settle(w: Waiter, value: StoredResponse | undefined): void {
-    if (w.done) return;
-    w.done = true;
-    if (w.timer !== undefined) clearTimeout(w.timer);
-    if (w.signal && w.onAbort) w.signal.removeEventListener("abort", w.onAbort);
-    w.resolve(value);
-  }
-
-  function drop(w: Waiter): void {
-    const list = waiters.get(w.key);
-    if (!list) return;
-    const i = list.indexOf(w);
-    if (i < 0) return;
-    if (list.length === 1) waiters.delete(w.key);
-    else list.splice(i, 1);
-  }
-
-  function wake(key: string, value: StoredResponse): void {
-    const list = waiters.get(key);
-    if (!list) return;
-    waiters.delete(key);
-    for (const w of list) settle(w, value);
-  }
-
   // One GET per waited key at a time; a wake-up that arrives while one is in flight re-runs it
   // afterwards (that GET may have been answered before the put).
   const rechecking = new Map<string, boolean>();
@@ -230,7 +197,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
       (buf) => {
         if (buf) {
           try {
-            wake(key, decodeRecord(buf));
+            waiters.wake(key, decodeRecord(buf));
           } catch {
             /* not ours / corrupt: leave the waiters to time out */
           }
@@ -286,7 +253,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
       return run(() => client.pipeline().set(k, buf, "PX", ttl).publish(channel, key).exec()).then((results) => {
         for (const [err] of results ?? []) if (err) throw unavailable(err);
         countPut(buf.length + k.length, ttl);
-        wake(key, value); // local waiters: no need to read it back
+        waiters.wake(key, value); // local waiters: no need to read it back
       });
     },
 
@@ -299,31 +266,12 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
       const first = await store.get(key);
       if (first !== undefined) return first;
       if (!(timeoutMs > 0) || signal?.aborted || closed) return UNDEFINED;
-      return new Promise<StoredResponse | undefined>((resolve) => {
-        const w: Waiter = { key, resolve, timer: undefined, signal, onAbort: undefined, done: false };
-        // Longer than a timer can hold (~24.8 days, e.g. Infinity): no timer, wait for put/abort/close.
-        if (timeoutMs <= MAX_TIMER_MS) {
-          w.timer = setTimeout(() => {
-            w.timer = undefined;
-            drop(w);
-            settle(w, undefined);
-          }, timeoutMs);
-        }
-        if (signal) {
-          w.onAbort = () => {
-            drop(w);
-            settle(w, undefined);
-          };
-          signal.addEventListener("abort", w.onAbort, { once: true });
-        }
-        const list = waiters.get(key);
-        if (list) list.push(w);
-        else waiters.set(key, [w]);
-        // Subscribed → read again: a put that landed between the first GET and the subscription
-        // is seen here; one after it arrives as a message.
-        if (subscribed) recheck(key);
-        else ensureSubscribed();
-      });
+      const p = waiters.wait(key, timeoutMs, signal);
+      // Subscribed → read again: a put that landed between the first GET and the subscription
+      // is seen here; one after it arrives as a message.
+      if (subscribed) recheck(key);
+      else ensureSubscribed();
+      return p;
     },
 
     ping(): Promise<void> {
@@ -361,9 +309,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      const all = [...waiters.values()];
-      waiters.clear();
-      for (const list of all) for (const w of list) settle(w, undefined);
+      waiters.closeAll();
       for (const f of startWaiters) f();
       startWaiters = [];
       await Promise.all([quit(client), sub ? quit(sub) : undefined]);

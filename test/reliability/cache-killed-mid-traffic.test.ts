@@ -5,10 +5,8 @@
 // restart since the memory records died with the process); the restarted service is ready and
 // counts again; nothing else crashed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CACHE_CLUSTER, startSandbox, type Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
-import { startSidecar } from "../../envoy/node-sandbox/sidecar.ts";
-import { WASM_PATH } from "../filter/helpers.ts";
-import { http, MARKER, MiB, parseMetrics, startFaultUpstream, startServiceProcess, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
+import { startSandbox, type Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
+import { http, MARKER, MiB, parseMetrics, startFaultUpstream, startOutboundSidecars, startServiceProcess, viaSidecar, waitFor, type FaultUpstream } from "./support.ts";
 import { mirrorReachedUpstream, pairViolations, startTraffic, upstreamExplainedByTestCalls } from "./traffic.ts";
 
 async function metricsOf(sb: Sandbox) {
@@ -98,9 +96,7 @@ describe("cache killed mid-traffic", () => {
   }, 120_000);
   it("SIGTERM mid-traffic (a rolling restart): in-flight calls drain and are answered, later ones fail open / are refused, exit 0, restart on the same port", async () => {
     const svc = await startServiceProcess({ MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_SHUTDOWN_TIMEOUT_MS: "10000" });
-    const common = { wasm: WASM_PATH, clusters: { [CACHE_CLUSTER]: `127.0.0.1:${svc.port}` }, routes: {} };
-    const test = await startSidecar({ ...common, name: "test-outbound", direction: "outbound", filterConfig: { stack: "test", cache_cluster: CACHE_CLUSTER } });
-    const mirror = await startSidecar({ ...common, name: "mirror-outbound", direction: "outbound", filterConfig: { stack: "mirror", cache_cluster: CACHE_CLUSTER } });
+    const { test, mirror } = await startOutboundSidecars(svc.port);
     let sigtermSent = false;
     const results: Array<{ rid: string; phase: string; afterSigterm: boolean; t: { status: number; cache?: string; body: Buffer }; m: { status: number; cache?: string; body: Buffer } }> = [];
     let phase = "up";

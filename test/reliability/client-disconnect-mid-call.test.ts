@@ -6,10 +6,8 @@
 // call is still recorded for the mirror; no mirror call ever reaches the upstream; the filter
 // never traps and later calls are served normally.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CACHE_CLUSTER } from "../../envoy/node-sandbox/sandbox.ts";
-import { startSidecar, type SidecarHandle } from "../../envoy/node-sandbox/sidecar.ts";
-import { WASM_PATH } from "../filter/helpers.ts";
-import { http, MARKER, MiB, startFaultUpstream, startServiceProcess, viaSidecar, waitFor, type FaultUpstream, type ServiceProcess } from "./support.ts";
+import type { SidecarHandle } from "../../envoy/node-sandbox/sidecar.ts";
+import { http, MARKER, MiB, startFaultUpstream, startOutboundSidecars, startServiceProcess, viaSidecar, waitFor, type FaultUpstream, type ServiceProcess } from "./support.ts";
 
 describe("client disconnect mid-call", () => {
   let svc: ServiceProcess;
@@ -19,9 +17,7 @@ describe("client disconnect mid-call", () => {
   beforeAll(async () => {
     fault = await startFaultUpstream();
     svc = await startServiceProcess({ MIRROR_CACHE_WAIT_MS: "3000", MIRROR_CACHE_MAX_BODY_BYTES: String(4 * MiB) });
-    const common = { wasm: WASM_PATH, clusters: { [CACHE_CLUSTER]: `127.0.0.1:${svc.port}` }, routes: {} };
-    test = await startSidecar({ ...common, name: "test-outbound", direction: "outbound", filterConfig: { stack: "test", cache_cluster: CACHE_CLUSTER, buffer_bodies: true } });
-    mirror = await startSidecar({ ...common, name: "mirror-outbound", direction: "outbound", filterConfig: { stack: "mirror", cache_cluster: CACHE_CLUSTER, buffer_bodies: true } });
+    ({ test, mirror } = await startOutboundSidecars(svc.port, { buffer_bodies: true }));
   });
   afterAll(async () => {
     await test?.stop();

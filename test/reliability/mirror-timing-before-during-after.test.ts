@@ -5,10 +5,8 @@
 // than the wait bound → 504 miss; the upstream only ever sees the test call (once); the service
 // counts hits, misses and wait times in /metrics.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CACHE_CLUSTER } from "../../envoy/node-sandbox/sandbox.ts";
-import { startSidecar, type SidecarHandle } from "../../envoy/node-sandbox/sidecar.ts";
-import { WASM_PATH } from "../filter/helpers.ts";
-import { MARKER, sleep, startFaultUpstream, startServiceProcess, viaSidecar, waitFor, type FaultUpstream, type ServiceProcess } from "./support.ts";
+import type { SidecarHandle } from "../../envoy/node-sandbox/sidecar.ts";
+import { MARKER, sleep, startFaultUpstream, startOutboundSidecars, startServiceProcess, viaSidecar, waitFor, type FaultUpstream, type ServiceProcess } from "./support.ts";
 
 const WAIT_MS = 3000;
 const TTL_MS = 2500;
@@ -21,9 +19,7 @@ describe("mirror timing: before, during, after, long after the test call", () =>
   beforeAll(async () => {
     fault = await startFaultUpstream();
     svc = await startServiceProcess({ MIRROR_CACHE_WAIT_MS: String(WAIT_MS), MIRROR_CACHE_TTL_MS: String(TTL_MS) });
-    const common = { wasm: WASM_PATH, clusters: { [CACHE_CLUSTER]: `127.0.0.1:${svc.port}` }, routes: {} };
-    test = await startSidecar({ ...common, name: "test-outbound", direction: "outbound", filterConfig: { stack: "test", cache_cluster: CACHE_CLUSTER } });
-    mirror = await startSidecar({ ...common, name: "mirror-outbound", direction: "outbound", filterConfig: { stack: "mirror", cache_cluster: CACHE_CLUSTER } });
+    ({ test, mirror } = await startOutboundSidecars(svc.port));
   });
   afterAll(async () => {
     await test?.stop();

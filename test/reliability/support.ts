@@ -9,6 +9,9 @@ import type { AddressInfo, Socket } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../support/redis-server.ts";
+import { CACHE_CLUSTER } from "../../envoy/node-sandbox/sandbox.ts";
+import { startSidecar, type SidecarHandle } from "../../envoy/node-sandbox/sidecar.ts";
+import { WASM_PATH } from "../filter/helpers.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const SERVER_ENTRY = join(REPO, "service", "server.ts");
@@ -380,3 +383,13 @@ export function verdicts(summary: { downstream: Array<{ call: string; status: nu
 }
 
 export const MiB = 1024 * 1024;
+
+/** The test and mirror stacks' outbound sidecars (the real filter in the emulator), both
+ * dispatching to the mirror-cache listening on `cachePort`. */
+export async function startOutboundSidecars(cachePort: number, filter: Record<string, unknown> = {}): Promise<{ test: SidecarHandle; mirror: SidecarHandle }> {
+  const common = { wasm: WASM_PATH, clusters: { [CACHE_CLUSTER]: `127.0.0.1:${cachePort}` }, routes: {} };
+  const test = await startSidecar({ ...common, name: "test-outbound", direction: "outbound", filterConfig: { stack: "test", cache_cluster: CACHE_CLUSTER, ...filter } });
+  const mirror = await startSidecar({ ...common, name: "mirror-outbound", direction: "outbound", filterConfig: { stack: "mirror", cache_cluster: CACHE_CLUSTER, ...filter } });
+  return { test, mirror };
+}
+

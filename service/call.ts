@@ -33,11 +33,14 @@ export interface HandlerDeps {
   readonly maxBodyBytes: number;
 }
 
-/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`. */
-export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
-  if (res.headersSent || res.destroyed) return;
-  const h = rec.headers;
-  const flat: string[] = new Array(h.length * 2 + 2);
+/** The head of an answer that carries a record: the recorded headers in their order,
+ * `x-mirror-cache: <cache>`, then `content-length: <bodyLength>` unless the record has one. A
+ * streamed test answer (whose head is written before its body is complete, from the upstream's
+ * declared length) and every replay of its record are built by this one function, so they carry
+ * the same headers. An empty body gets no length from us: Node adds `content-length: 0` where it
+ * belongs and none to a HEAD answer (whose recorded length, if the upstream sent one, is kept). */
+export function recordHead(h: ReadonlyArray<readonly [string, string]>, cache: string, bodyLength: number): string[] {
+  const flat: string[] = new Array(h.length * 2 + 4);
   let i = 0;
   let hasLength = false;
   for (let j = 0; j < h.length; j++) {
@@ -48,14 +51,18 @@ export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: stri
   }
   flat[i++] = "x-mirror-cache";
   flat[i++] = cache;
-  // An empty body gets no length from us: Node adds `content-length: 0` where it belongs and
-  // none to a HEAD answer (whose recorded length, if the upstream sent one, is kept above).
-  if (!hasLength && rec.body.length > 0) {
+  if (!hasLength && bodyLength > 0) {
     flat[i++] = "content-length";
-    flat[i++] = String(rec.body.length);
+    flat[i++] = String(bodyLength);
   }
   flat.length = i;
-  res.writeHead(rec.status, flat);
+  return flat;
+}
+
+/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`. */
+export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(rec.status, recordHead(rec.headers, cache, rec.body.length));
   res.end(rec.body);
 }
 

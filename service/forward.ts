@@ -1,10 +1,11 @@
 // Forwarding a test call to its real upstream with undici: one Agent (a keep-alive pool per
 // origin), connect / headers / body timeouts, hop-by-hop headers dropped both ways, the request
-// body streamed, TLS origination for the configured https hosts, every connection through the
+// body streamed, the answer's body streamed on to the caller when its length is declared (see
+// `AnswerStream`), TLS origination for the configured https hosts, every connection through the
 // egress connector. Upstream failures come back as error records (status + JSON body) so they can
 // be recorded and replayed to the mirror like any answer.
 import { Transform, type Readable, type TransformCallback } from "node:stream";
-import { Agent, buildConnector } from "undici";
+import { Agent, buildConnector, errors as undiciErrors } from "undici";
 import type { Config } from "./config.ts";
 import { egressConnector, EgressPolicy, type Connector, type Resolver } from "./egress.ts";
 import { errorBody, type ErrorCode } from "./errors.ts";
@@ -81,6 +82,19 @@ export function recordedRawHeaders(raw: Buffer[], bodyLength: number): Array<[st
   return out;
 }
 
+/** The body length an answer declares (its Content-Length), from undici's raw headers; -1 when
+ * it declares none (or one that is not a plain number: undici's parser has refused those). */
+export function declaredLength(raw: Buffer[]): number {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.length === 14 && name.toString("latin1").toLowerCase() === "content-length") {
+      const v = raw[i + 1].toString("latin1").trim();
+      return /^\d+$/.test(v) ? Number(v) : -1;
+    }
+  }
+  return -1;
+}
+
 export class BodyTooLargeError extends Error {
   readonly code = "BODY_TOO_LARGE";
   constructor(limit: number) {
@@ -101,6 +115,35 @@ export function limitBody(limit: number): Transform {
   });
 }
 
+/** Where an answer's body goes while it still arrives (the test call's response).
+ *
+ * Only an answer whose body length the upstream declared (Content-Length) is streamed, and only
+ * once more than STREAM_AFTER_BYTES of it are in and more is to come. Until then — and for
+ * every answer without a declared length (chunked, or ended by the connection closing), every
+ * HEAD / 204 / 304 and every body of at most STREAM_AFTER_BYTES — nothing is written before the
+ * exchange is complete, exactly as if there were no stream: the caller gets the whole answer, or
+ * the recorded failure, with the same bytes the mirror will get. The reasons:
+ *  - the streamed head must be the head every replay of the record carries, Content-Length
+ *    included, so the length has to be known before the first byte is written;
+ *  - a body over MIRROR_CACHE_MAX_RESPONSE_BYTES is then always refused before anything is
+ *    written: a declared length over the limit fails at the headers, and an undeclared one is
+ *    buffered until undici's own limit trips;
+ *  - a small answer gains nothing from streaming, and a failure in its first bytes is answered
+ *    as cleanly as today.
+ * The bytes that complete the body are never passed to `write`: they arrive with the result,
+ * whose `record.body` always holds the whole body; the caller writes `record.body.subarray(
+ * streamed)` once it has recorded it, so a test answer is only complete once it is recorded. */
+export interface AnswerStream {
+  /** The answer will be streamed: `status`, the headers that will be recorded, and the declared
+   * body `length`. Return false to have it taken whole at the end instead (nothing streamed). */
+  start(status: number, headers: Array<[string, string]>, length: number): boolean;
+  /** Body bytes, in order, after a `start` that returned true. */
+  write(chunk: Buffer): void;
+}
+
+/** A declared body at most this long is never streamed (see `AnswerStream`). */
+export const STREAM_AFTER_BYTES = 16 * 1024;
+
 export interface ForwardRequest {
   method: string;
   /** `http://host:port` or `https://host:port`. */
@@ -109,11 +152,17 @@ export interface ForwardRequest {
   /** Flat [name, value, …], already filtered by `upstreamRequestHeaders`. */
   headers: string[];
   body: Readable | null;
+  /** Where to stream the answer's body, if anywhere (see `AnswerStream`). */
+  stream?: AnswerStream;
 }
 
+/** `streamed`: how many body bytes were handed to `stream.write` (0: nothing was written, the
+ * caller answers with `record` as a whole). A failure after bytes were streamed (the upstream
+ * reset or stalled mid-body) still carries its error record: the caller records it for the
+ * mirror and can only cut its own answer. */
 export type ForwardResult =
-  | { ok: true; record: StoredResponse }
-  | { ok: false; code: ErrorCode; message: string; record: StoredResponse; cause: unknown };
+  | { ok: true; record: StoredResponse; streamed: number }
+  | { ok: false; code: ErrorCode; message: string; record: StoredResponse; cause: unknown; streamed: number };
 
 export interface Forwarder {
   forward(req: ForwardRequest): Promise<ForwardResult>;
@@ -173,14 +222,23 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     pipelining: 1,
   });
 
+  const maxResponseBytes = config.maxResponseBytes;
+
   /** One exchange through undici's dispatcher with a minimal handler: the answer is collected
-   * as Buffers and raw headers (no response stream, no header object to convert). */
-  function exchange(req: ForwardRequest): Promise<StoredResponse> {
-    return new Promise((resolve, reject) => {
+   * as Buffers and raw headers (no response stream, no header object to convert), and handed to
+   * `req.stream` on the way when it is streamed (see `AnswerStream`). Never rejects. */
+  function exchange(req: ForwardRequest): Promise<ForwardResult> {
+    return new Promise((resolve) => {
+      const stream = req.stream;
       let status = 0;
       let raw: Buffer[] = [];
       const chunks: Buffer[] = [];
       let size = 0;
+      /** Declared body length; -1: none (or a body that cannot follow). */
+      let length = -1;
+      /** 0: not (yet) streaming; 1: streaming; 2: never (declined, or nothing to stream to). */
+      let streaming = stream === undefined ? 2 : 0;
+      let streamed = 0;
       agent.dispatch(
         { origin: req.origin, path: req.path, method: req.method as "GET", headers: req.headers, body: req.body ?? undefined },
         {
@@ -189,18 +247,43 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
             if (statusCode < 200) return true; // informational: the final answer follows
             status = statusCode;
             raw = rawHeaders;
+            if (req.method !== "HEAD" && statusCode !== 204 && statusCode !== 304) {
+              length = declaredLength(rawHeaders);
+              // Refused before any of it is read (undici would only notice past the limit).
+              if (length > maxResponseBytes) throw new undiciErrors.ResponseExceededMaxSizeError();
+            }
+            if (length <= STREAM_AFTER_BYTES) streaming = 2;
             return true;
           },
           onData(chunk: Buffer) {
             chunks.push(chunk);
             size += chunk.length;
+            // The bytes that complete the body are left to the caller (size === length).
+            if (streaming === 2 || size >= length) return true;
+            if (streaming === 1) {
+              streamed += chunk.length;
+              stream!.write(chunk);
+            } else if (size > STREAM_AFTER_BYTES) {
+              if (!stream!.start(status, recordedRawHeaders(raw, length), length)) streaming = 2;
+              else {
+                streaming = 1;
+                streamed = size;
+                for (let i = 0; i < chunks.length; i++) stream!.write(chunks[i]);
+              }
+            }
+            // No back-pressure from the caller: the whole body is kept for the record anyway
+            // (bounded by MIRROR_CACHE_MAX_RESPONSE_BYTES), so the upstream is read at its own
+            // pace, its connection freed and the record written as soon as it is done.
             return true;
           },
           onComplete() {
             const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-            resolve({ status, headers: recordedRawHeaders(raw, body.length), body });
+            resolve({ ok: true, record: { status, headers: recordedRawHeaders(raw, body.length), body }, streamed });
           },
-          onError: reject,
+          onError(err: unknown) {
+            const c = classifyUpstreamError(err, req.origin);
+            resolve({ ok: false, code: c.code, message: c.message, record: errorRecord(c.code, c.status, c.message), cause: err, streamed });
+          },
         } as unknown as Parameters<Agent["dispatch"]>[1],
       );
     });
@@ -209,10 +292,11 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   return {
     async forward(req) {
       try {
-        return { ok: true, record: await exchange(req) };
+        return await exchange(req);
       } catch (err) {
+        // dispatch itself threw (invalid arguments): nothing was sent or streamed
         const c = classifyUpstreamError(err, req.origin);
-        return { ok: false, code: c.code, message: c.message, record: errorRecord(c.code, c.status, c.message), cause: err };
+        return { ok: false, code: c.code, message: c.message, record: errorRecord(c.code, c.status, c.message), cause: err, streamed: 0 };
       }
     },
     close: () => agent.close(),

@@ -1,8 +1,7 @@
 // A mirror call: answered from the record of its test call, never from an upstream. This module
 // is given the store and nothing that can open a connection (no forwarder, no dispatcher), and it
-// only ever reads records (`sequence` counts, `get`/`wait` read) — it never `put`s or `claim`s.
-import { sendError, sendRecord, storeFailed, declaredBodyTooLarge, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
-import { callKey } from "./key.ts";
+// only ever reads records (`lookup` counts and reads, `wait` reads) — it never `put`s or `claim`s.
+import { sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
 
 export interface MirrorDeps extends HandlerDeps {
   readonly waitMs: number;
@@ -18,9 +17,7 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
     let key: string;
     let rec;
     try {
-      const n = await store.sequence("mirror", call.tuple, ttlMs);
-      key = callKey(call.tuple, n);
-      rec = await store.get(key);
+      ({ key, record: rec } = await store.lookup("mirror", call.tuple, ttlMs));
     } catch (err) {
       return storeFailed(deps, call, "get", err);
     }
@@ -28,6 +25,9 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
       metrics.observeWait(0);
       metrics.call("mirror", "hit");
       if (debug) log.debug({ reqId: call.requestId, stack: "mirror", key, outcome: "hit", status: rec.status }, "call");
+      // The body is never used, but an answer sent while it is still arriving would be lost to
+      // the reset that closing a socket with unread input causes (see discardRest).
+      if (!call.req.complete) await discardRest(call.req);
       return sendRecord(call.res, rec, "hit");
     }
     // Not recorded yet: the test call is in flight or has not arrived. Wait, but stop waiting
@@ -47,6 +47,7 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
       res.off("close", onClose);
     }
     metrics.observeWait(nowSeconds() - t0);
+    if (!ac.signal.aborted && !call.req.complete) await discardRest(call.req);
     if (ac.signal.aborted) {
       metrics.call("mirror", "client_closed");
       if (debug) log.debug({ reqId: call.requestId, stack: "mirror", key, outcome: "client_closed" }, "call");

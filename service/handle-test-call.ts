@@ -2,9 +2,20 @@
 // recorded, answered with `x-mirror-cache: pass`. An upstream failure is recorded too, so the
 // mirror sees the same failure. A client that goes away mid-body leaves no record: the claim is
 // released.
-import { OUTCOME, sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
+//
+// A large answer with a declared length is streamed to the caller as it arrives (forward.ts,
+// `AnswerStream`): the head (the record's headers, `x-mirror-cache: pass`, the declared
+// Content-Length — what every replay of the record will carry) and the body so far once more
+// than STREAM_AFTER_BYTES are in, then each chunk. The bytes that complete the body are written
+// only after the record is stored, so a complete test answer still means a stored record. If
+// the upstream fails after bytes were streamed (reset, body timeout), the failure is recorded
+// (UPSTREAM_UNAVAILABLE / UPSTREAM_TIMEOUT: the mirror gets that 502/504 as `hit`) and the
+// caller's answer is cut (its connection destroyed): it has a head and part of a body that can
+// no longer be completed or replaced.
+import type { ServerResponse } from "node:http";
+import { OUTCOME, recordHead, sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
 import { ERRORS } from "./errors.ts";
-import { limitBody, upstreamRequestHeaders, type Forwarder } from "./forward.ts";
+import { limitBody, upstreamRequestHeaders, type AnswerStream, type Forwarder } from "./forward.ts";
 import { callKey } from "./key.ts";
 import type { Readable } from "node:stream";
 
@@ -20,6 +31,25 @@ function hasBody(call: Call): boolean {
   if (h["transfer-encoding"] !== undefined) return true;
   const cl = h["content-length"];
   return cl !== undefined && cl !== "0";
+}
+
+/** The test call's answer as an AnswerStream. It declines (the answer is then taken whole) while
+ * the caller's body is still arriving — an answer is only written once the request is read, see
+ * `discardRest` — and when the caller is gone. Writes of one tick are corked into one. */
+function answerStream(res: ServerResponse, requestRead: () => boolean): AnswerStream {
+  return {
+    start(status, headers, length) {
+      if (res.destroyed || res.headersSent || !requestRead()) return false;
+      res.writeHead(status, recordHead(headers, "pass", length));
+      res.cork();
+      process.nextTick(() => res.uncork());
+      return true;
+    },
+    write(chunk) {
+      // A caller gone mid-answer: the exchange goes on and is recorded (the upstream saw it).
+      if (!res.destroyed) res.write(chunk);
+    },
+  };
 }
 
 function clientClosedError(): Error {
@@ -65,8 +95,9 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
       }
     }
     const headers = upstreamRequestHeaders(req.rawHeaders, stackHeader, req.headers.connection);
+    const stream = answerStream(call.res, () => body === null || req.complete);
     const t0 = nowSeconds();
-    const fr = await forwarder.forward({ method: call.method, origin: call.origin, path: call.path, headers, body });
+    const fr = await forwarder.forward({ method: call.method, origin: call.origin, path: call.path, headers, body, stream });
     metrics.observeUpstream(nowSeconds() - t0);
 
     // The body was not read to its end (the forward failed before or while sending it): its rest
@@ -81,11 +112,15 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
         if (clientGone) return clientClosed(call, key);
         await release(call, key);
         metrics.call("test", "body_too_large");
+        if (fr.streamed > 0) return void call.res.destroy(); // (not expected: streaming waits for the whole request)
         await discardRest(req);
         return sendError(call.res, "BODY_TOO_LARGE", fr.message);
       }
       if (fr.code === "EGRESS_DENIED") metrics.egressDenied();
-      log.warn({ reqId: call.requestId, stack: "test", code: fr.code, origin: call.origin, path: call.path, err: fr.message }, "upstream call failed; failure recorded");
+      log.warn(
+        { reqId: call.requestId, stack: "test", code: fr.code, origin: call.origin, path: call.path, err: fr.message, streamed: fr.streamed },
+        fr.streamed > 0 ? "upstream failed mid-body; failure recorded, the streamed answer cut" : "upstream call failed; failure recorded",
+      );
     }
 
     try {
@@ -100,6 +135,13 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
     const outcome = fr.ok ? "pass" : OUTCOME[fr.code];
     metrics.call("test", outcome);
     if (debug) log.debug({ reqId: call.requestId, stack: "test", key, outcome, status: fr.record.status }, "call");
+    if (fr.streamed > 0) {
+      // Head and part of the body are out: complete the answer with the rest of the recorded body,
+      // or, after a failure, cut it (the mirror gets the recorded failure).
+      if (fr.ok) call.res.end(fr.record.body.subarray(fr.streamed));
+      else call.res.destroy();
+      return;
+    }
     if (unread) await discardRest(req);
     sendRecord(call.res, fr.record, fr.ok ? "pass" : (ERRORS[fr.code].cache ?? "pass"));
   }

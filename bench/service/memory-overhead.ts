@@ -54,7 +54,7 @@ async function measure(shape: "typical" | "worst") {
     records,
     bodyBytes,
     perRecordBytes: Math.round(perRecord),
-    /** Everything a record costs beyond its body: key, headers, lru-cache slots, objects. */
+    /** Everything a record costs beyond its body: key, headers, map entry, objects. */
     overheadBeyondBody: Math.round(perRecord - bodyBytes),
     /** Beyond body + key + header characters: the structural overhead. */
     overheadBeyondPayload: Math.round(perRecord - bodyBytes - (keyChars + headerChars) / records),

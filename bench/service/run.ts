@@ -544,7 +544,9 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
         notes.push(`hit ${kind} ${size} B: measured for ${seconds} s (not ${DURATION} s): ${needed} prefilled records are what --record-gb ${RECORD_GB} holds`);
       }
       const extra: Record<string, string> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
-      if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(needed * perRecord * 1.2));
+      // The whole --record-gb as the budget: a prefill that overshoots `needed` must not evict the
+      // first records, which are the ones the mirror run asks for first.
+      if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(RECORD_GB * 1024 ** 3));
       else {
         redis ??= await startRedis();
         spawnSync("redis-cli", ["-p", String(redis.port), "FLUSHALL"]);

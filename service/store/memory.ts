@@ -1,11 +1,14 @@
 // In-memory CacheStore: one process, records in an LRU with a byte budget and a TTL per record.
 //
-// Records:   lru-cache, `maxSize` = the byte budget, each record counted as
-//            body + Σ(header name + value + HEADER_OVERHEAD) + key + RECORD_OVERHEAD
+// Records:   an ExpiringLru (expiring-lru.ts) whose byte budget is `maxBytes`, each record
+//            counted as body + Σ(header name + value + HEADER_OVERHEAD) + key + RECORD_OVERHEAD
 //            (the overheads are measured by `npx tsx bench/service/run.ts --only memory`).
-// Metadata:  sequence counters and claims share a second LRU with its own byte budget
+// Metadata:  sequence counters and claims share a second ExpiringLru with its own byte budget
 //            (`maxMetaBytes`, default a quarter of `maxBytes`), so a client sending endless
 //            unique tuples evicts old counters instead of growing memory without limit.
+// Expiry:    reads never see an expired entry; a background sweep drops expired entries in
+//            batches of PURGE_BATCH, yielding to I/O between batches, so no pause grows with the
+//            number of records.
 // Waiters:   waiters.ts (shared with the redis store), per record key; `put` wakes them with the
 //            value it stores (even when the value is too large to be kept), a timer or an abort
 //            signal resolves one with `undefined`, `close` resolves them all with `undefined`.
@@ -13,11 +16,12 @@
 // `put` keeps its own StoredResponse (same status, equal headers, same body bytes; header pair
 // arrays shared between records), and `get`/`wait` return that object itself, without copying:
 // callers must treat a StoredResponse as immutable.
-import { LRUCache } from "lru-cache";
-import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+import { callKey } from "../key.ts";
+import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
+import { StoreUnavailableError, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
 
-/** Bytes counted per record on top of its body, headers and key: the lru-cache slots, the
+/** Bytes counted per record on top of its body, headers and key: the map entry and TTL-list links, the
  * StoredResponse object, the Buffer view and the headers array (measured on Node 20 x64, see
  * bench/service/run.ts `memory` section). */
 export const RECORD_OVERHEAD = 256;
@@ -34,16 +38,20 @@ export interface MemoryStoreOptions {
   maxMetaBytes?: number;
   /** Clock for TTLs, in milliseconds (tests). Default `performance.now`. */
   now?: () => number;
-  /** Drop expired records, counters and claims every this many ms (0: only when touched or
-   * evicted). Without it, expired records linger until the byte budget pushes them out, so memory
-   * climbs to the budget instead of following the live set. Default 5000. */
+  /** Drop expired records, counters and claims every this many ms (0: only when touched,
+   * evicted or counted by `stats()`). Without it, expired records linger until the byte budget
+   * pushes them out, so memory climbs to the budget instead of following the live set.
+   * Default 1000. */
   purgeIntervalMs?: number;
 }
 
 /** Bytes a record is counted for in the budget. */
 export function recordSize(key: string, value: StoredResponse): number {
-  let n = value.body.length + key.length + RECORD_OVERHEAD;
-  const h = value.headers;
+  return sizeOf(key, value.headers, value.body);
+}
+
+function sizeOf(key: string, h: ReadonlyArray<readonly [string, string]>, body: Buffer): number {
+  let n = body.length + key.length + RECORD_OVERHEAD;
   for (let i = 0; i < h.length; i++) {
     const pair = h[i];
     n += pair[0].length + pair[1].length + HEADER_OVERHEAD;
@@ -108,6 +116,32 @@ function createPairPool(): (headers: Array<[string, string]>) => Array<[string, 
   };
 }
 
+/** A record as the store keeps it: the StoredResponse and its map entry in one object. */
+class RecordEntry extends LruEntry implements StoredResponse {
+  constructor(
+    key: string,
+    readonly status: number,
+    readonly headers: Array<[string, string]>,
+    readonly body: Buffer,
+  ) {
+    super(key, sizeOf(key, headers, body));
+  }
+}
+
+/** A sequence counter or a claim. */
+class MetaEntry extends LruEntry {
+  constructor(
+    key: string,
+    public value: number,
+  ) {
+    super(key, key.length + META_OVERHEAD);
+  }
+}
+
+/** Most expired entries one sweep step drops before it yields to I/O (≈ 0.5 ms of work: about
+ * 0.5 µs per entry on the bench machine). */
+export const PURGE_BATCH = 1024;
+
 const closedError = () => new StoreUnavailableError("memory store is closed");
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
 const COUNT_SPAN = 2 ** 26;
@@ -115,36 +149,33 @@ const COUNT_SPAN = 2 ** 26;
 export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const maxBytes = positiveInt("maxBytes", options.maxBytes);
   const maxMetaBytes = positiveInt("maxMetaBytes", options.maxMetaBytes ?? Math.max(1 << 20, Math.floor(maxBytes / 4)));
-  // lru-cache reads a start time of 0 as "no TTL": shift an injected clock away from 0.
-  const now = options.now;
-  const perf = now ? { now: () => now() + 1e6 } : undefined;
-  // With an injected clock, don't let lru-cache debounce now() (it caches it for 1 ms of real time).
-  const ttlResolution = perf ? 0 : 1;
-
-  const records = new LRUCache<string, StoredResponse>({
-    maxSize: maxBytes,
-    sizeCalculation: (value, key) => recordSize(key, value),
-    ttlResolution,
-    ...(perf ? { perf } : {}),
-  });
-
+  const now = options.now ?? (() => performance.now());
+  const records = new ExpiringLru<RecordEntry>(maxBytes, now);
   // Counters: key "s<tuple>" → next n of both stacks, packed. Claims: key "c<record key>" → 1.
-  const meta = new LRUCache<string, number>({
-    maxSize: maxMetaBytes,
-    sizeCalculation: (_v, key) => key.length + META_OVERHEAD,
-    ttlResolution,
-    ...(perf ? { perf } : {}),
-  });
+  const meta = new ExpiringLru<MetaEntry>(maxMetaBytes, now);
 
   const waiters = new Waiters();
   const internPairs = createPairPool();
   let closed = false;
-  const purgeEvery = options.purgeIntervalMs ?? 5000;
+
+  // Background expiry: one step drops up to PURGE_BATCH entries of each map; a step that hit its
+  // limit schedules the next one right after pending I/O.
+  let sweepQueued = false;
+  const sweep = (): void => {
+    sweepQueued = false;
+    if (closed) return;
+    const more = records.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
+    const moreMeta = meta.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
+    if ((more || moreMeta) && !sweepQueued) {
+      sweepQueued = true;
+      setImmediate(sweep);
+    }
+  };
+  const purgeEvery = options.purgeIntervalMs ?? 1000;
   const purgeTimer =
     purgeEvery > 0
       ? setInterval(() => {
-          records.purgeStale();
-          meta.purgeStale();
+          if (!sweepQueued) sweep();
         }, purgeEvery).unref()
       : undefined;
 
@@ -154,25 +185,48 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     return t;
   }
 
+  /** `n` of this call, and the counter moved on (see `sequence`). */
+  function count(stack: Stack, tuple: string, ttlMs: number): number {
+    // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
+    // of an exchange updates the entry its test call created instead of adding a key of its
+    // own (half the memory, and no new key on the mirror hit path).
+    const k = "s" + tuple;
+    const e = meta.get(k);
+    const v = e?.value;
+    const test = v === undefined ? 0 : v % COUNT_SPAN;
+    const mirror = v === undefined ? 0 : Math.floor(v / COUNT_SPAN);
+    const n = stack === "test" ? test : mirror;
+    if (n + 1 >= COUNT_SPAN) throw new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`);
+    const next = stack === "test" ? (v === undefined ? 1 : v + 1) : (v ?? 0) + COUNT_SPAN;
+    // A new TTL from now, like INCR + PEXPIRE on Redis.
+    if (e === undefined) meta.set(new MetaEntry(flatten(k), next), ttlOf(ttlMs));
+    else {
+      e.value = next;
+      meta.refresh(e, ttlOf(ttlMs));
+    }
+    return n;
+  }
+
   const store: CacheStore = {
     kind: "memory",
 
     sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
       if (closed) return Promise.reject(closedError());
-      // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
-      // of an exchange updates the entry its test call created instead of adding a key of its
-      // own (half the memory, and no new key on the mirror hit path).
-      const k = "s" + tuple;
-      const v = meta.get(k);
-      const test = v === undefined ? 0 : v % COUNT_SPAN;
-      const mirror = v === undefined ? 0 : Math.floor(v / COUNT_SPAN);
-      const n = stack === "test" ? test : mirror;
-      if (n + 1 >= COUNT_SPAN) return Promise.reject(new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`));
-      const next = stack === "test" ? v === undefined ? 1 : v + 1 : (v ?? 0) + COUNT_SPAN;
-      // set() refreshes the TTL, like INCR + PEXPIRE on Redis. A new key is flattened first (an
-      // existing entry keeps the key it was created with).
-      meta.set(v === undefined ? flatten(k) : k, next, { ttl: ttlOf(ttlMs) });
-      return Promise.resolve(n);
+      try {
+        return Promise.resolve(count(stack, tuple, ttlMs));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+
+    lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
+      if (closed) return Promise.reject(closedError());
+      try {
+        const key = callKey(tuple, count(stack, tuple, ttlMs));
+        return Promise.resolve({ key, record: records.get(key) });
+      } catch (err) {
+        return Promise.reject(err);
+      }
     },
 
     claim(key: string, ttlMs: number): Promise<boolean> {
@@ -180,7 +234,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       const k = "c" + key;
       // Held, or already recorded (put drops the claim entry: the record answers instead).
       if (meta.has(k) || records.has(key)) return Promise.resolve(false);
-      meta.set(flatten(k), 1, { ttl: ttlOf(ttlMs) });
+      meta.set(new MetaEntry(flatten(k), 1), ttlOf(ttlMs));
       return Promise.resolve(true);
     },
 
@@ -194,11 +248,11 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       if (closed) return Promise.reject(closedError());
       const ttl = ttlOf(ttlMs);
       // A record of our own: flat key, pooled header pairs, a compact body (see above).
-      const v: StoredResponse = { status: value.status, headers: internPairs(value.headers), body: compactBody(value.body) };
       key = flatten(key);
-      // A record larger than the whole budget is not kept (lru-cache refuses it and drops any
-      // older record under that key), but its waiters still get it below.
-      records.set(key, v, { ttl });
+      const v = new RecordEntry(key, value.status, internPairs(value.headers), compactBody(value.body));
+      // A record larger than the whole budget is not kept (set refuses it and drops any older
+      // record under that key), but its waiters still get it below.
+      records.set(v, ttl);
       meta.delete("c" + key);
       waiters.wake(key, v);
       return Promise.resolve();
@@ -222,9 +276,10 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       return closed ? Promise.reject(closedError()) : Promise.resolve();
     },
 
-    /** Exact: stale records are purged first (O(records); meant for metric scrapes, not per call). */
+    /** Expired records are dropped first, at most PURGE_BATCH of them (the background sweep
+     * does the rest): exact whenever the sweep keeps up, never a long pause for a scrape. */
     stats(): StoreStats {
-      records.purgeStale();
+      records.purgeExpired(PURGE_BATCH);
       return { entries: records.size, bytes: records.calculatedSize };
     },
 
@@ -242,13 +297,13 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   // Introspection for the memory-only tests and the bench (not part of CacheStore).
   Object.defineProperty(store, "debug", {
     enumerable: false,
-    value: () => ({ waiters: waiters.size, metaEntries: meta.size, metaBytes: meta.calculatedSize, maxMetaBytes }),
+    value: () => ({ waiters: waiters.size, records: records.size, metaEntries: meta.size, metaBytes: meta.calculatedSize, maxMetaBytes }),
   });
   return store;
 }
 
 /** Test/bench introspection of a memory store. */
-export function memoryStoreDebug(store: CacheStore): { waiters: number; metaEntries: number; metaBytes: number; maxMetaBytes: number } {
+export function memoryStoreDebug(store: CacheStore): { waiters: number; records: number; metaEntries: number; metaBytes: number; maxMetaBytes: number } {
   const fn = (store as unknown as { debug?: () => ReturnType<typeof memoryStoreDebug> }).debug;
   if (!fn) throw new TypeError("not a memory store");
   return fn();

@@ -4,6 +4,7 @@
 // Keys (prefix default "mesh-mirror:"):
 //   <p>r:<key>             record: one binary value (codec.ts), SET … PX ttl
 //   <p>s:<stack>:<tuple>   sequence counter: INCR + PEXPIRE in one Lua script (atomic)
+//                          (the record key of a call is <p>r:<tuple>\n<n>: key.ts callKey)
 //   <p>c:<key>             claim: SET … 1 NX PX ttl; release = DEL
 //   channel <p>put         PUBLISH <key> after each put, so waiters on any replica re-read it
 //
@@ -14,14 +15,21 @@
 // while a connection was down is not lost either; waits that see nothing before their timeout
 // resolve undefined.
 //
+// Lookup (a mirror call's first step) is one Lua script and one round trip: INCR + PEXPIRE the
+// sequence counter, then GET <p>r:<tuple>\n<n>, the record key built inside the script from n.
+// That record key is not declared in KEYS (it is not known before the INCR): fine on one Redis
+// (with or without Sentinel/replicas), not on Redis Cluster, where a script may only touch
+// declared keys of one slot. Cluster is not supported by this store (it uses `new Redis(url)`).
+//
 // Failure: the offline queue is off and no command is retried, so while Redis is unreachable
 // every method rejects at once with StoreUnavailableError (`wait` too, when it cannot do its
 // first GET); commands on a live but stalled connection fail after `commandTimeoutMs`. ioredis
 // reconnects on its own (backoff capped at 1 s); the store works again without being recreated.
 // Calls made before the very first connection is up wait for it (at most `connectTimeoutMs`).
 import { Redis, type RedisOptions } from "ioredis";
+import { callKey } from "../key.ts";
 import { decodeRecord, encodeRecord } from "./codec.ts";
-import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+import { StoreUnavailableError, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
 
 export interface RedisStoreOptions {
@@ -45,7 +53,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n - 1
 `;
 
-type SeqClient = Redis & { mmSequence(key: string, ttl: number): Promise<number> };
+// KEYS[1] sequence key; ARGV[1] ttl ms, ARGV[2] the record key without n (<p>r:<tuple>\n).
+// Returns {n, record or nil}. `%d`, not `..`: Lua's number-to-string would write 1e+14.
+const LOOKUP_LUA = `
+local n = redis.call('INCR', KEYS[1]) - 1
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {n, redis.call('GET', ARGV[2] .. string.format('%d', n))}
+`;
+
+type SeqClient = Redis & {
+  mmSequence(key: string, ttl: number): Promise<number>;
+  mmLookupBuffer(key: string, ttl: number, recordKeyBase: string): Promise<[number, Buffer | null]>;
+};
 
 function unavailable(err: unknown): StoreUnavailableError {
   if (err instanceof StoreUnavailableError) return err;
@@ -68,6 +87,8 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   const pingTimeout = options.pingTimeoutMs ?? 500;
   const channel = prefix + "put";
   const recKey = (key: string) => prefix + "r:" + key;
+  // Keys built inside a script get no ioredis `keyPrefix` (options.redis): add it ourselves.
+  const scriptRecPrefix = (options.redis?.keyPrefix ?? "") + prefix + "r:";
 
   const connOptions: RedisOptions = {
     ...options.redis,
@@ -90,6 +111,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   // write, which is most of the Redis hit path's throughput under load.
   const client = new Redis(options.url, { ...connOptions, enableAutoPipelining: true }) as SeqClient;
   client.defineCommand("mmSequence", { numberOfKeys: 1, lua: SEQUENCE_LUA });
+  client.defineCommand("mmLookup", { numberOfKeys: 1, lua: LOOKUP_LUA });
   let lastError: unknown;
   // Until the first connection attempt has either succeeded or failed, calls wait for it.
   let starting = true;
@@ -235,6 +257,13 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
     sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
       const ttl = ttlOf(ttlMs);
       return run(() => client.mmSequence(prefix + "s:" + stack + ":" + tuple, ttl)).then(Number);
+    },
+
+    lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
+      const ttl = ttlOf(ttlMs);
+      return run(() => client.mmLookupBuffer(prefix + "s:" + stack + ":" + tuple, ttl, scriptRecPrefix + tuple + "\n")).then(
+        ([n, buf]) => ({ key: callKey(tuple, Number(n)), record: buf ? decodeRecord(buf) : undefined }),
+      );
     },
 
     claim(key: string, ttlMs: number): Promise<boolean> {

@@ -13,6 +13,13 @@ export interface StoredResponse {
   body: Buffer;
 }
 
+/** What `lookup` found: the mirror call's key and its record, if there is one yet. */
+export interface Lookup {
+  /** The record key of this call: `callKey(tuple, n)`. */
+  key: string;
+  record: StoredResponse | undefined;
+}
+
 export interface StoreStats {
   entries: number;
   /** Bytes held by records (bodies, headers and per-record overhead as the store counts it). */
@@ -34,6 +41,10 @@ export interface CacheStore {
   /** `n` of the call key: how many earlier calls with this tuple came from this stack (0 for the
    * first). Atomic across every replica sharing the store; the counter lives `ttlMs`. */
   sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number>;
+
+  /** `sequence(stack, tuple, ttlMs)` then `get(callKey(tuple, n))` as one operation (one round
+   * trip on Redis): the mirror call's first step. */
+  lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup>;
 
   /** Single-flight for a test call: true when this caller is the one that forwards `key` and
    * must `put` (or `release`) it; false when another caller (here or on another replica)

@@ -2,6 +2,7 @@
 // redis-store.test.ts call describeCacheStore with a factory; each case gets a fresh store (for
 // Redis: a fresh key prefix on the shared test redis-server).
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { callKey } from "../../../service/key.ts";
 import { StoreUnavailableError, type CacheStore, type StoredResponse } from "../../../service/store/types.ts";
 
 export type MakeStore = () => CacheStore | Promise<CacheStore>;
@@ -204,6 +205,76 @@ export function describeCacheStore(name: string, makeStore: MakeStore): void {
         expect(await store.sequence("test", "ttl", 60)).toBe(1);
         await sleep(200);
         expect(await store.sequence("test", "ttl", 60)).toBe(0);
+      });
+    });
+
+    describe("lookup", () => {
+      it("lookup-counts-like-sequence-per-stack-and-per-tuple-independently", async () => {
+        const t = "rid\nGET\nh\n/x";
+        expect((await store.lookup("mirror", t, TTL)).key).toBe(callKey(t, 0));
+        expect((await store.lookup("mirror", t, TTL)).key).toBe(callKey(t, 1));
+        expect((await store.lookup("test", t, TTL)).key).toBe(callKey(t, 0));
+        expect((await store.lookup("mirror", t + "y", TTL)).key).toBe(callKey(t + "y", 0));
+        expect((await store.lookup("mirror", t, TTL)).key).toBe(callKey(t, 2));
+        expect((await store.lookup("test", t, TTL)).key).toBe(callKey(t, 1));
+      });
+
+      it("lookup-finds-the-record-put-under-callkey-of-its-n-byte-identical", async () => {
+        const t = "rid-ü\nPOST\napi.example.com\n/päth?x=1";
+        const r0 = record(binaryBody(), 201);
+        const r1 = record("second", 502);
+        await store.put(callKey(t, 0), r0, TTL);
+        await store.put(callKey(t, 1), r1, TTL);
+        const a = await store.lookup("mirror", t, TTL);
+        expect(a.key).toBe(callKey(t, 0));
+        expectSame(a.record, r0);
+        const b = await store.lookup("mirror", t, TTL);
+        expect(b.key).toBe(callKey(t, 1));
+        expectSame(b.record, r1);
+      });
+
+      it("lookup-of-an-unrecorded-call-counts-and-returns-an-undefined-record", async () => {
+        const t = "rid\nGET\nh\n/absent";
+        await store.put(callKey(t, 1), record("only n=1"), TTL);
+        await store.put(callKey(t + "/other", 0), record("other tuple"), TTL);
+        expect(await store.lookup("mirror", t, TTL)).toEqual({ key: callKey(t, 0), record: undefined });
+        expect((await store.lookup("mirror", t, TTL)).record?.body.toString()).toBe("only n=1");
+        expect(await store.lookup("mirror", t, TTL)).toEqual({ key: callKey(t, 2), record: undefined });
+      });
+
+      it("lookup-and-sequence-of-the-same-stack-share-one-counter", async () => {
+        const t = "rid\nGET\nh\n/shared";
+        await store.put(callKey(t, 1), record("one"), TTL);
+        expect(await store.sequence("mirror", t, TTL)).toBe(0);
+        const a = await store.lookup("mirror", t, TTL);
+        expect(a.key).toBe(callKey(t, 1));
+        expect(a.record?.body.toString()).toBe("one");
+        expect(await store.sequence("mirror", t, TTL)).toBe(2);
+        expect((await store.lookup("mirror", t, TTL)).key).toBe(callKey(t, 3));
+        expect(await store.sequence("test", t, TTL)).toBe(0);
+      });
+
+      it("lookup-is-atomic-under-100-concurrent-calls-mixed-with-sequence", async () => {
+        const t = "rid\nGET\nh\n/p";
+        const ns = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            i % 2 ? store.sequence("mirror", t, TTL) : store.lookup("mirror", t, TTL).then((l) => Number(l.key.slice(l.key.lastIndexOf("\n") + 1))),
+          ),
+        );
+        expect([...ns].sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+      });
+
+      it("lookup-counter-expires-after-its-ttl", async () => {
+        const t = "rid\nGET\nh\n/ttl";
+        expect((await store.lookup("mirror", t, 60)).key).toBe(callKey(t, 0));
+        expect((await store.lookup("mirror", t, 60)).key).toBe(callKey(t, 1));
+        await sleep(200);
+        expect((await store.lookup("mirror", t, 60)).key).toBe(callKey(t, 0));
+      });
+
+      it("lookup-after-close-rejects-with-store-unavailable", async () => {
+        await store.close();
+        await expect(store.lookup("mirror", "t", TTL)).rejects.toBeInstanceOf(StoreUnavailableError);
       });
     });
 

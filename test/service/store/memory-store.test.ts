@@ -1,7 +1,7 @@
 // The memory store: the shared conformance suite, then what only an in-process LRU promises
 // (byte budget, exact stats, bounded counters and claims).
 import { describe, expect, it } from "vitest";
-import { createMemoryStore, memoryStoreDebug, recordSize } from "../../../service/store/memory.ts";
+import { createMemoryStore, memoryStoreDebug, PURGE_BATCH, recordSize } from "../../../service/store/memory.ts";
 import type { StoredResponse } from "../../../service/store/types.ts";
 import { describeCacheStore } from "./conformance.ts";
 
@@ -133,6 +133,24 @@ describe("memory store", () => {
     await new Promise((r) => setTimeout(r, 80));
     expect(memoryStoreDebug(store).metaEntries).toBe(0);
     expect(store.stats()).toEqual({ entries: 0, bytes: 0 });
+    await store.close();
+  });
+
+  it("the-background-purge-works-through-a-backlog-in-batches-until-none-is-left", async () => {
+    let t = 0;
+    const store = createMemoryStore({ maxBytes: 1 << 30, now: () => t, purgeIntervalMs: 1_000 });
+    const total = PURGE_BATCH * 2 + 123;
+    for (let i = 0; i < total; i++) await store.put(`k${i}`, rec(1), 1_000);
+    await store.put("alive", rec(1), 60_000);
+    t = 1_000;
+    // No stats() here: it would purge by itself; the debug view does not.
+    // One timer tick starts the sweep (one batch)…
+    while (memoryStoreDebug(store).records === total + 1) await new Promise((r) => setTimeout(r, 1));
+    expect(memoryStoreDebug(store).records).toBeGreaterThan(1);
+    // …and it goes on batch after batch right after I/O, not one batch per tick (next tick: 1 s)
+    for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
+    expect(memoryStoreDebug(store).records).toBe(1);
+    expect(await store.get("alive")).toBeDefined();
     await store.close();
   });
 

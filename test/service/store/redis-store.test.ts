@@ -3,6 +3,7 @@
 // instances on one Redis behave as two replicas — and what happens when Redis dies and returns.
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { callKey } from "../../../service/key.ts";
 import { createRedisStore } from "../../../service/store/redis.ts";
 import { StoreUnavailableError, type CacheStore, type StoredResponse } from "../../../service/store/types.ts";
 import { startRedis, type RedisServer } from "../../support/redis-server.ts";
@@ -60,6 +61,27 @@ describe("redis store: two replicas on one Redis", () => {
     const [a, b] = pair();
     const ns = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).sequence("test", "tuple", 60_000)));
     expect([...ns].sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it("a-record-put-on-one-replica-is-found-by-a-lookup-on-the-other", async () => {
+    const [a, b] = pair();
+    const t = "rid-1\nGET\napi.example.com\n/v1/x?y=1";
+    expect(await a.sequence("test", t, 60_000)).toBe(0);
+    await a.put(callKey(t, 0), rec("paired"), 60_000);
+    const l = await b.lookup("mirror", t, 60_000);
+    expect(l.key).toBe(callKey(t, 0));
+    expect(l.record?.body.toString()).toBe("paired");
+    // the mirror counter is shared too: the other replica's next lookup is n = 1
+    expect(await a.lookup("mirror", t, 60_000)).toEqual({ key: callKey(t, 1), record: undefined });
+  });
+
+  it("lookup-finds-records-under-an-ioredis-key-prefix-too", async () => {
+    const p = prefix();
+    const a = createRedisStore({ url: redisUrl, keyPrefix: p, redis: { keyPrefix: "outer:" } });
+    stores.push(a);
+    await a.put(callKey("t", 0), rec("prefixed"), 60_000);
+    expect((await a.lookup("mirror", "t", 60_000)).record?.body.toString()).toBe("prefixed");
+    expect(await a.sequence("mirror", "t", 60_000)).toBe(1);
   });
 
   it("replicas-with-different-prefixes-do-not-see-each-other", async () => {
@@ -126,6 +148,7 @@ describe("redis store: Redis dies and comes back", () => {
       store.get("before"),
       store.put("x", rec("x"), 60_000),
       store.sequence("test", "t", 60_000),
+      store.lookup("mirror", "t", 60_000),
       store.claim("c", 60_000),
       store.release("c"),
       store.wait("w", 10_000),
@@ -144,6 +167,7 @@ describe("redis store: Redis dies and comes back", () => {
     await store.put("after", rec("back"), 60_000);
     expect((await store.get("after"))?.body.toString()).toBe("back");
     expect(await store.sequence("test", "t", 60_000)).toBe(0);
+    expect((await store.lookup("mirror", "t", 60_000)).key).toBe(callKey("t", 0));
     expect(await store.claim("c", 60_000)).toBe(true);
   });
 

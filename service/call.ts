@@ -59,11 +59,15 @@ export function recordHead(h: ReadonlyArray<readonly [string, string]>, cache: s
   return flat;
 }
 
-/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`. */
+/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`, then release it (a
+ * leased record's body buffer may be reused once the answer is handed to the OS: 'finish'. An
+ * answer that never finishes — its connection cut — keeps its lease, and the buffer is left to the
+ * garbage collector, since the socket may still have held it). */
 export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
-  if (res.headersSent || res.destroyed) return;
+  if (res.headersSent || res.destroyed) return rec.release?.();
   res.writeHead(rec.status, recordHead(rec.headers, cache, rec.body.length));
-  res.end(rec.body);
+  if (rec.release === undefined) res.end(rec.body);
+  else res.end(rec.body, () => rec.release!());
 }
 
 /** Answer with a catalogue error: JSON body, `x-mirror-cache` from the catalogue (or none). */

@@ -3,7 +3,7 @@
 //
 //   npx tsx bench/service/run.ts [--duration 10] [--warmup 3] [--connections 50] [--soak 30]
 //                                [--only bare,nginx,forward,test,hit,redis,memory,soak]
-//                                [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
+//                                [--sizes 1024,65536] [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
 //                                [--profile]   (our service runs with --cpu-prof)
 //                                [--out bench/results/service.json]  (and .md next to it)
 //
@@ -35,7 +35,6 @@ import { freePort, startRedis, type RedisServer } from "../../test/support/redis
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
-const SIZES = [1024, 65536] as const;
 const SERVER_CPU = "0";
 const LOAD_CPU = "1";
 
@@ -54,6 +53,8 @@ const RECORD_GB = Number(arg("record-gb", "10"));
 const QUIET_WAIT = Number(arg("quiet-wait", "180"));
 /** --profile: start our service with --cpu-prof (profiles land in the run's tmp dir). */
 const PROFILE = process.argv.includes("--profile");
+/** --sizes 1024,65536: body sizes of the bare / nginx / forward / test / hit runs. */
+const SIZES: readonly number[] = arg("sizes", "1024,65536").split(",").map(Number);
 const ONLY = new Set(arg("only", "bare,nginx,forward,test,hit,redis,memory,soak").split(","));
 const ENTRY = arg("entry", existsSync(join(root, "service/server.ts")) ? "server" : "bench");
 
@@ -544,9 +545,9 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
         notes.push(`hit ${kind} ${size} B: measured for ${seconds} s (not ${DURATION} s): ${needed} prefilled records are what --record-gb ${RECORD_GB} holds`);
       }
       const extra: Record<string, string> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
-      // The whole --record-gb as the budget: a prefill that overshoots `needed` must not evict the
-      // first records, which are the ones the mirror run asks for first.
-      if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(RECORD_GB * 1024 ** 3));
+      // Twice --record-gb as the budget (memory is only used as records arrive): a prefill that
+      // overshoots `needed` must not evict the first records, which the mirror run asks for first.
+      if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(2 * RECORD_GB * 1024 ** 3));
       else {
         redis ??= await startRedis();
         spawnSync("redis-cli", ["-p", String(redis.port), "FLUSHALL"]);

@@ -44,12 +44,15 @@ export class ExpiringLru<E extends LruEntry> {
   private bytes = 0;
 
   /**
-   * @param maxSize byte budget; an entry larger than it is refused
-   * @param now     clock in milliseconds (monotonic: `performance.now` or a test clock)
+   * @param maxSize  byte budget; an entry larger than it is refused
+   * @param now      clock in milliseconds (monotonic: `performance.now` or a test clock)
+   * @param onRemove called for each entry that leaves (evicted, expired, replaced or deleted;
+   *                 not on `clear`)
    */
   constructor(
     readonly maxSize: number,
     private readonly now: () => number,
+    private readonly onRemove?: (e: E) => void,
   ) {}
 
   /** Entries held, expired ones not purged yet included. */
@@ -193,5 +196,6 @@ export class ExpiringLru<E extends LruEntry> {
     else e.newer.older = e.older;
     e.older = e.newer = null;
     this.unlinkExpiry(e);
+    this.onRemove?.(e as E);
   }
 }

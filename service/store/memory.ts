@@ -14,9 +14,13 @@
 //            signal resolves one with `undefined`, `close` resolves them all with `undefined`.
 //
 // `put` keeps its own StoredResponse (same status, equal headers, same body bytes; header pair
-// arrays shared between records), and `get`/`wait` return that object itself, without copying:
-// callers must treat a StoredResponse as immutable.
+// arrays shared between records), and `get`/`lookup`/`wait` return that object itself, without
+// copying: callers must treat a StoredResponse as immutable. Bodies of POOL_MIN_BYTES and more
+// are copied into reused buffers (body-pool.ts): each record handed out is leased, and its
+// `release()` (called by sendRecord once the answer is written) lets the buffer be reused after
+// the record has left the store.
 import { callKey } from "../key.ts";
+import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
 import { StoreUnavailableError, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
@@ -47,11 +51,12 @@ export interface MemoryStoreOptions {
 
 /** Bytes a record is counted for in the budget. */
 export function recordSize(key: string, value: StoredResponse): number {
-  return sizeOf(key, value.headers, value.body);
+  return sizeOf(key, value.headers, value.body.length);
 }
 
-function sizeOf(key: string, h: ReadonlyArray<readonly [string, string]>, body: Buffer): number {
-  let n = body.length + key.length + RECORD_OVERHEAD;
+/** `bodyBytes`: the body's length, or the size of its pooled buffer. */
+function sizeOf(key: string, h: ReadonlyArray<readonly [string, string]>, bodyBytes: number): number {
+  let n = bodyBytes + key.length + RECORD_OVERHEAD;
   for (let i = 0; i < h.length; i++) {
     const pair = h[i];
     n += pair[0].length + pair[1].length + HEADER_OVERHEAD;
@@ -123,9 +128,34 @@ class RecordEntry extends LruEntry implements StoredResponse {
     readonly status: number,
     readonly headers: Array<[string, string]>,
     readonly body: Buffer,
+    bodyBytes = body.length,
   ) {
-    super(key, sizeOf(key, headers, body));
+    super(key, sizeOf(key, headers, bodyBytes));
   }
+  /** A reader more (see PooledRecordEntry). */
+  lease(_readers: number): this {
+    return this;
+  }
+  /** Only on pooled records: a plain record's body is the garbage collector's, and its readers
+   * then skip the release callback entirely. */
+  declare release?: () => void;
+}
+
+/** A record whose body is a BodyPool buffer: the buffer goes back to the pool once the record has
+ * left the store and every reader it was handed to has released it. */
+class PooledRecordEntry extends RecordEntry {
+  /** 1 while in the store, plus one per reader that has not released it yet. */
+  private leases = 1;
+  constructor(key: string, status: number, headers: Array<[string, string]>, body: Buffer, private readonly pool: BodyPool) {
+    super(key, status, headers, body, body.buffer.byteLength); // the whole buffer counts
+  }
+  override lease(readers: number): this {
+    this.leases += readers;
+    return this;
+  }
+  override release = (): void => {
+    if (--this.leases === 0) this.pool.give(this.body);
+  };
 }
 
 /** A sequence counter or a claim. */
@@ -150,7 +180,11 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const maxBytes = positiveInt("maxBytes", options.maxBytes);
   const maxMetaBytes = positiveInt("maxMetaBytes", options.maxMetaBytes ?? Math.max(1 << 20, Math.floor(maxBytes / 4)));
   const now = options.now ?? (() => performance.now());
-  const records = new ExpiringLru<RecordEntry>(maxBytes, now);
+  // Bodies of POOL_MIN_BYTES and more live in reused buffers (body-pool.ts); idle ones are
+  // bounded by an eighth of the budget, at most 64 MiB.
+  const pool = new BodyPool(Math.min(64 * 1024 * 1024, Math.floor(maxBytes / 8)));
+  // A record leaving the store drops the store's own lease on it.
+  const records = new ExpiringLru<RecordEntry>(maxBytes, now, (e) => e.release?.());
   // Counters: key "s<tuple>" → next n of both stacks, packed. Claims: key "c<record key>" → 1.
   const meta = new ExpiringLru<MetaEntry>(maxMetaBytes, now);
 
@@ -223,7 +257,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       if (closed) return Promise.reject(closedError());
       try {
         const key = callKey(tuple, count(stack, tuple, ttlMs));
-        return Promise.resolve({ key, record: records.get(key) });
+        return Promise.resolve({ key, record: records.get(key)?.lease(1) });
       } catch (err) {
         return Promise.reject(err);
       }
@@ -249,11 +283,19 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       const ttl = ttlOf(ttlMs);
       // A record of our own: flat key, pooled header pairs, a compact body (see above).
       key = flatten(key);
-      const v = new RecordEntry(key, value.status, internPairs(value.headers), compactBody(value.body));
+      const headers = internPairs(value.headers);
+      const body = value.body;
+      let v: RecordEntry;
+      if (body.length >= POOL_MIN_BYTES) {
+        const own = pool.take(body.length);
+        body.copy(own);
+        v = new PooledRecordEntry(key, value.status, headers, own, pool);
+      } else v = new RecordEntry(key, value.status, headers, compactBody(body));
       // A record larger than the whole budget is not kept (set refuses it and drops any older
       // record under that key), but its waiters still get it below.
       records.set(v, ttl);
       meta.delete("c" + key);
+      v.lease(waiters.count(key));
       waiters.wake(key, v);
       return Promise.resolve();
     },
@@ -261,13 +303,13 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     get(key: string): Promise<StoredResponse | undefined> {
       if (closed) return Promise.reject(closedError());
       const v = records.get(key);
-      return v === undefined ? UNDEFINED : Promise.resolve(v);
+      return v === undefined ? UNDEFINED : Promise.resolve(v.lease(1));
     },
 
     wait(key: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredResponse | undefined> {
       if (closed) return UNDEFINED;
       const v = records.get(key);
-      if (v !== undefined) return Promise.resolve(v);
+      if (v !== undefined) return Promise.resolve(v.lease(1));
       if (!(timeoutMs > 0) || signal?.aborted) return UNDEFINED;
       return waiters.wait(key, timeoutMs, signal);
     },

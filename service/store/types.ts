@@ -11,6 +11,11 @@ export interface StoredResponse {
   /** End-to-end headers only (no hop-by-hop), names lower-case, in upstream order. */
   headers: Array<[string, string]>;
   body: Buffer;
+  /** Present on records of a store that reuses body buffers (memory): the store leases each
+   * record it hands out, and `release()` says nothing will read `body` again (the answer is
+   * written). Call it at most once, and never before the last read; not calling it only costs
+   * the buffer's reuse. */
+  release?(): void;
 }
 
 /** What `lookup` found: the mirror call's key and its record, if there is one yet. */

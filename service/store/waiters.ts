@@ -60,6 +60,11 @@ export class Waiters {
     });
   }
 
+  /** Number of waiters of `key`. */
+  count(key: string): number {
+    return this.byKey.get(key)?.length ?? 0;
+  }
+
   /** Resolves (and removes) every waiter of `key` with `value`. */
   wake(key: string, value: StoredResponse): void {
     const list = this.byKey.get(key);

@@ -1,0 +1,60 @@
+// The memory store reuses the buffers of bodies that left it (store/body-pool.ts). A replay that
+// is still being written to a slow client must keep sending its own record's bytes even when that
+// record is evicted and new records are written meanwhile: its buffer is leased until the answer
+// is handed to the OS. Bodies are larger than loopback's socket buffers, so the replay really is
+// still pending in the process while the store churns (loopback takes ~4 MiB into the sender's
+// buffer plus the paused receiver's default window; the rest waits in the service).
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rid, send, sleep, startService, startUpstream, type Service, type Upstream } from "./support/harness.ts";
+
+const SIZE = 6 * 1024 * 1024;
+const FILLS = "bcdefghijk".split("");
+const bodyOf = (fill: string) => Buffer.alloc(SIZE, fill);
+
+describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
+  let up: Upstream;
+  let svc: Service;
+  beforeAll(async () => {
+    const bodies = new Map(["a", ...FILLS].map((f) => [f, bodyOf(f)]));
+    up = await startUpstream((req, res) => res.end(bodies.get(req.url!.slice(-1))));
+    // Room for eight records, so the pool keeps an idle buffer of this size (budget / 8).
+    svc = await startService({ MIRROR_CACHE_MAX_BYTES: String(8 * SIZE + 64 * 1024), MIRROR_CACHE_MAX_RESPONSE_BYTES: String(SIZE) });
+  });
+  afterAll(async () => {
+    await svc.close();
+    await up.close();
+  });
+
+  it("a paused mirror client still gets its record's bytes after the record was evicted and its space reused", async () => {
+    const id = rid();
+    const t = await send(svc.port, { host: up.authority, stack: "test", rid: id, path: "/a" });
+    expect(t.body.length).toBe(SIZE);
+
+    // The mirror call, read by nobody for now.
+    const sock = connect(svc.port, "127.0.0.1");
+    sock.pause();
+    const chunks: Buffer[] = [];
+    sock.on("data", (c: Buffer) => chunks.push(c));
+    sock.write(`GET /a HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: mirror\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`);
+    await sleep(200); // the service answers: the kernel takes what fits, the rest waits in the process
+
+    // Ten more records: "a" is evicted by the eighth, and the later ones need buffers.
+    for (const f of FILLS) {
+      const r = await send(svc.port, { host: up.authority, stack: "test", rid: rid(), path: `/${f}` });
+      expect(r.body.equals(bodyOf(f))).toBe(true);
+    }
+    expect(svc.store.stats().entries).toBe(8);
+
+    const ended = new Promise((r) => sock.once("end", r));
+    sock.resume();
+    await ended;
+    const raw = Buffer.concat(chunks);
+    const headEnd = raw.indexOf("\r\n\r\n");
+    expect(raw.subarray(0, headEnd).toString()).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: hit/s);
+    const body = raw.subarray(headEnd + 4);
+    expect(body.length).toBe(SIZE);
+    const foreign = body.findIndex((b) => b !== 0x61); // "a"
+    expect(foreign).toBe(-1);
+  });
+});

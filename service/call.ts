@@ -116,7 +116,6 @@ export function storeFailed(deps: HandlerDeps, call: Call, op: string, err: unkn
   );
 }
 
-/** Body over the limit, known from Content-Length: refused before anything else. */
 /** Most of an unwanted request body the service reads and throws away before it cuts the
  * connection instead. */
 const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -142,6 +141,7 @@ export function discardRest(req: IncomingMessage): Promise<void> {
   });
 }
 
+/** Body over the limit, known from Content-Length: refused before anything else. */
 export function declaredBodyTooLarge(call: Call, limit: number): boolean {
   const cl = call.req.headers["content-length"];
   return cl !== undefined && Number(cl) > limit;

@@ -239,6 +239,8 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
       /** 0: not (yet) streaming; 1: streaming; 2: never (declined, or nothing to stream to). */
       let streaming = stream === undefined ? 2 : 0;
       let streamed = 0;
+      /** The recorded headers, once computed for the streamed head (the record reuses them). */
+      let headers: Array<[string, string]> | undefined;
       agent.dispatch(
         { origin: req.origin, path: req.path, method: req.method as "GET", headers: req.headers, body: req.body ?? undefined },
         {
@@ -264,7 +266,8 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
               streamed += chunk.length;
               stream!.write(chunk);
             } else if (size > STREAM_AFTER_BYTES) {
-              if (!stream!.start(status, recordedRawHeaders(raw, length), length)) streaming = 2;
+              headers = recordedRawHeaders(raw, length);
+              if (!stream!.start(status, headers, length)) streaming = 2;
               else {
                 streaming = 1;
                 streamed = size;
@@ -278,7 +281,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
           },
           onComplete() {
             const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-            resolve({ ok: true, record: { status, headers: recordedRawHeaders(raw, body.length), body }, streamed });
+            resolve({ ok: true, record: { status, headers: headers ?? recordedRawHeaders(raw, body.length), body }, streamed });
           },
           onError(err: unknown) {
             const c = classifyUpstreamError(err, req.origin);

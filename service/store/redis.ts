@@ -87,6 +87,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   const pingTimeout = options.pingTimeoutMs ?? 500;
   const channel = prefix + "put";
   const recKey = (key: string) => prefix + "r:" + key;
+  const seqKey = (stack: Stack, tuple: string) => prefix + "s:" + stack + ":" + tuple;
   // Keys built inside a script get no ioredis `keyPrefix` (options.redis): add it ourselves.
   const scriptRecPrefix = (options.redis?.keyPrefix ?? "") + prefix + "r:";
 
@@ -256,12 +257,12 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
 
     sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
       const ttl = ttlOf(ttlMs);
-      return run(() => client.mmSequence(prefix + "s:" + stack + ":" + tuple, ttl)).then(Number);
+      return run(() => client.mmSequence(seqKey(stack, tuple), ttl)).then(Number);
     },
 
     lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
       const ttl = ttlOf(ttlMs);
-      return run(() => client.mmLookupBuffer(prefix + "s:" + stack + ":" + tuple, ttl, scriptRecPrefix + tuple + "\n")).then(
+      return run(() => client.mmLookupBuffer(seqKey(stack, tuple), ttl, scriptRecPrefix + tuple + "\n")).then(
         ([n, buf]) => ({ key: callKey(tuple, Number(n)), record: buf ? decodeRecord(buf) : undefined }),
       );
     },

@@ -199,6 +199,17 @@ describe("large-answer-streamed-as-it-arrives", () => {
     expect(headersBut(m.rawHeaders)).toEqual(headersBut(t.rawHeaders));
   });
 
+  /** A test call answered whole with a recorded 502 `code` (nothing streamed, nothing cut), and
+   * its mirror call answered with the same bytes as a hit. */
+  async function expectCleanFailureReplayed(idPrefix: string, path: string, code: string): Promise<void> {
+    const id = rid(idPrefix);
+    const t = await call(svc.port, { host: up.authority, stack: "test", rid: id, path });
+    expect([t.status, t.complete, t.headers["x-mirror-cache"]]).toEqual([502, true, "pass"]);
+    expect(JSON.parse(t.body.toString()).code).toBe(code);
+    const m = await call(svc.port, { host: up.authority, stack: "mirror", rid: id, path });
+    expect([m.status, m.headers["x-mirror-cache"], m.body.equals(t.body)]).toEqual([502, "hit", true]);
+  }
+
   describe("the upstream fails mid-body after part of the answer was streamed", () => {
     it.each([
       ["resets its connection", "/reset-mid-body", 502, "UPSTREAM_UNAVAILABLE", "upstream_unavailable"],
@@ -231,32 +242,17 @@ describe("large-answer-streamed-as-it-arrives", () => {
     });
 
     it("a short answer (at most STREAM_AFTER_BYTES declared) that fails mid-body is not cut: the caller gets the recorded 502, the mirror the same bytes", async () => {
-      const id = rid("short-cut");
-      const t = await call(svc.port, { host: up.authority, stack: "test", rid: id, path: "/small-reset-mid-body" });
-      expect([t.status, t.complete, t.headers["x-mirror-cache"]]).toEqual([502, true, "pass"]);
-      expect(JSON.parse(t.body.toString()).code).toBe("UPSTREAM_UNAVAILABLE");
-      const m = await call(svc.port, { host: up.authority, stack: "mirror", rid: id, path: "/small-reset-mid-body" });
-      expect([m.status, m.headers["x-mirror-cache"], m.body.equals(t.body)]).toEqual([502, "hit", true]);
+      await expectCleanFailureReplayed("short-cut", "/small-reset-mid-body", "UPSTREAM_UNAVAILABLE");
     });
   });
 
   describe("an answer over MIRROR_CACHE_MAX_RESPONSE_BYTES is refused before anything is written", () => {
     it("declared over the limit: refused at its headers, without waiting for the body (502, not a body timeout); the mirror gets the same bytes", async () => {
-      const id = rid("declared-too-large");
-      const t = await call(svc.port, { host: up.authority, stack: "test", rid: id, path: "/declared-too-large" });
-      expect([t.status, t.complete, t.headers["x-mirror-cache"]]).toEqual([502, true, "pass"]);
-      expect(JSON.parse(t.body.toString()).code).toBe("UPSTREAM_RESPONSE_TOO_LARGE");
-      const m = await call(svc.port, { host: up.authority, stack: "mirror", rid: id, path: "/declared-too-large" });
-      expect([m.status, m.headers["x-mirror-cache"], m.body.equals(t.body)]).toEqual([502, "hit", true]);
+      await expectCleanFailureReplayed("declared-too-large", "/declared-too-large", "UPSTREAM_RESPONSE_TOO_LARGE");
     });
 
     it("found mid-body (no declared length, chunked): the part already received was held, not streamed, so the caller still gets a clean 502; the mirror the same bytes", async () => {
-      const id = rid("chunked-too-large");
-      const t = await call(svc.port, { host: up.authority, stack: "test", rid: id, path: "/chunked-too-large" });
-      expect([t.status, t.complete, t.headers["x-mirror-cache"]]).toEqual([502, true, "pass"]);
-      expect(JSON.parse(t.body.toString()).code).toBe("UPSTREAM_RESPONSE_TOO_LARGE");
-      const m = await call(svc.port, { host: up.authority, stack: "mirror", rid: id, path: "/chunked-too-large" });
-      expect([m.status, m.headers["x-mirror-cache"], m.body.equals(t.body)]).toEqual([502, "hit", true]);
+      await expectCleanFailureReplayed("chunked-too-large", "/chunked-too-large", "UPSTREAM_RESPONSE_TOO_LARGE");
     });
   });
 

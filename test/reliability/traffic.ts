@@ -7,7 +7,8 @@ import type { PairResult, Sandbox } from "../../envoy/node-sandbox/sandbox.ts";
 import { verdicts } from "./support.ts";
 
 export interface Traffic {
-  results: Array<PairResult & { phase: string }>;
+  /** `phase` when the pair started, `endPhase` when it finished: a pair can span a phase change. */
+  results: Array<PairResult & { phase: string; endPhase: string }>;
   /** Label the pairs started from now on. */
   phase: string;
   done(phase?: string): number;
@@ -33,7 +34,7 @@ export function startTraffic(sb: Sandbox, o: { workers?: number; path?: string; 
       const phase = t.phase;
       const rid = `rel-${o.label ?? "t"}-${randomUUID()}`;
       const r = await sb.sendPair(rid, { path: o.path ?? "/api/checkout?calls=items,order", mirrorDelayMs: delays[i++ % delays.length] });
-      results.push({ ...r, phase });
+      results.push({ ...r, phase, endPhase: t.phase });
     }
   }
   const workers = Array.from({ length: o.workers ?? 3 }, worker);

@@ -1,6 +1,6 @@
 // The memory store: the shared conformance suite, then what only an in-process LRU promises
 // (byte budget, exact stats, bounded counters and claims).
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createMemoryStore, memoryStoreDebug, PURGE_BATCH, recordSize } from "../../../service/store/memory.ts";
 import type { StoredResponse } from "../../../service/store/types.ts";
 import { describeCacheStore } from "./conformance.ts";
@@ -137,21 +137,31 @@ describe("memory store", () => {
   });
 
   it("the-background-purge-works-through-a-backlog-in-batches-until-none-is-left", async () => {
-    let t = 0;
-    const store = createMemoryStore({ maxBytes: 1 << 30, now: () => t, purgeIntervalMs: 1_000 });
-    const total = PURGE_BATCH * 2 + 123;
-    for (let i = 0; i < total; i++) await store.put(`k${i}`, rec(1), 1_000);
-    await store.put("alive", rec(1), 60_000);
-    t = 1_000;
-    // No stats() here: it would purge by itself; the debug view does not.
-    // One timer tick starts the sweep (one batch)…
-    while (memoryStoreDebug(store).records === total + 1) await new Promise((r) => setTimeout(r, 1));
-    expect(memoryStoreDebug(store).records).toBeGreaterThan(1);
-    // …and it goes on batch after batch right after I/O, not one batch per tick (next tick: 1 s)
-    for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
-    expect(memoryStoreDebug(store).records).toBe(1);
-    expect(await store.get("alive")).toBeDefined();
-    await store.close();
+    // Fake timers (setInterval and setImmediate) step the sweep one scheduled callback at a time:
+    // polling the real event loop could not tell one batch from all of them.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "setImmediate", "clearImmediate"] });
+    try {
+      let t = 0;
+      const store = createMemoryStore({ maxBytes: 1 << 30, now: () => t, purgeIntervalMs: 1_000 });
+      const total = PURGE_BATCH * 2 + 123;
+      for (let i = 0; i < total; i++) await store.put(`k${i}`, rec(1), 1_000);
+      await store.put("alive", rec(1), 60_000);
+      t = 1_000;
+      // No stats() here: it would purge by itself; the debug view does not.
+      // The interval's tick runs one batch…
+      vi.advanceTimersToNextTimer();
+      expect(memoryStoreDebug(store).records).toBe(total + 1 - PURGE_BATCH);
+      // …and queues the next one right after I/O (setImmediate), not on the next tick (1 s).
+      vi.advanceTimersToNextTimer();
+      expect(memoryStoreDebug(store).records).toBe(total + 1 - 2 * PURGE_BATCH);
+      vi.advanceTimersToNextTimer();
+      expect(memoryStoreDebug(store).records).toBe(1);
+      expect(vi.getTimerCount()).toBe(1); // done: only the interval is left
+      expect(await store.get("alive")).toBeDefined();
+      await store.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("a-recorded-key-cannot-be-claimed-again-and-put-drops-its-claim", async () => {

@@ -302,6 +302,8 @@ type Measured = WrkResult & {
    * hardly moves when other processes take CPU away from the run. */
   serverCpuUsPerReq?: number;
   note?: string;
+  /** Cold bare baseline: bytes of distinct body copies served. */
+  workingSetBytes?: number;
 };
 
 /** Warm-up (discarded) then the measured run. `args(offset)` builds the Lua args; the offset is
@@ -376,7 +378,10 @@ function serviceEnv(port: number, extra: Record<string, string>): Record<string,
 async function startService(name: string, extra: Record<string, string>): Promise<Proc> {
   const port = await freePort();
   const script = ENTRY === "server" ? "service/server.ts" : "bench/service/servers/service.ts";
-  const prof = PROFILE ? ["--cpu-prof", "--cpu-prof-dir", join(tmp, "prof"), "--cpu-prof-name", `${name}.cpuprofile`] : [];
+  // One directory per service and Node's own file names: with `--import tsx` the module-loader
+  // worker thread writes a profile too, and under one --cpu-prof-name its (idle) profile would
+  // overwrite the main thread's. The main thread's is the large one.
+  const prof = PROFILE ? ["--cpu-prof", "--cpu-prof-dir", join(tmp, "prof", name)] : [];
   let p: Proc | undefined;
   // The service is being edited while this bench runs: a start that fails is retried a few times.
   for (let attempt = 1; !p; attempt++) {
@@ -410,7 +415,26 @@ async function benchBare(): Promise<void> {
   } finally {
     await p.stop();
   }
+  // The same route serving distinct copies of the body, as many bytes as the hit run's records:
+  // every answer then comes from DRAM, as a record does, instead of from the CPU cache. Not the
+  // issue's baseline (that is the run above); it shows how much of the gap is memory bandwidth.
+  for (const size of SIZES) {
+    const bytes = coldWorkingSet(size);
+    const c = await startNode(`bare-cold-${size}`, "bench/service/servers/bare.ts", { BARE_WORKING_SET_BYTES: String(bytes), BARE_SIZES: String(size) }, SERVER_CPU);
+    try {
+      runs[`bare_cold_${size}`] = { ...(await measure(`bare fastify ${size} B, ${gib(bytes)} GiB working set`, c.port, `/bytes/${size}`, ids("-", (ph) => `bare-cold-${ph}-:1:0`, "-"), DURATION, true, c.pid)), workingSetBytes: bytes };
+    } finally {
+      await c.stop();
+    }
+  }
 }
+
+/** Body bytes the hit run of `size` prefills (see benchHit), for the cold bare baseline. */
+function coldWorkingSet(size: number): number {
+  const est = Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0);
+  return Math.min(Math.floor((RECORD_GB * 1024 ** 3) / (size + 1024)), Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000) * size;
+}
+const gib = (b: number) => (b / 1024 ** 3).toFixed(1);
 
 async function benchNginx(): Promise<void> {
   let nginx = spawnSync("sh", ["-c", "command -v nginx || ls /usr/sbin/nginx"], { encoding: "utf8" }).stdout.trim().split("\n")[0];
@@ -694,9 +718,14 @@ function report(): Row[] {
     if (a) rows.push({ what, rps: a.rps, p99: a.p99ms, cpu: a.serverCpuUsPerReq, target: "baseline", note: [a.non2xx ? `${a.non2xx} non-2xx` : "", a.note ?? ""].filter(Boolean).join("; ") || undefined });
   };
   for (const s of SIZES) base(`bare Fastify route, ${s / 1024} KiB`, `bare_${s}`);
+  for (const s of SIZES) {
+    const ws = runs[`bare_cold_${s}`]?.workingSetBytes;
+    if (ws) base(`bare Fastify route, ${s / 1024} KiB, from ${gib(ws)} GiB of distinct copies (cold)`, `bare_cold_${s}`);
+  }
   for (const s of SIZES) base(`nginx proxy_cache hit, ${s / 1024} KiB`, `nginx_${s}`);
   for (const s of SIZES) base(`Fastify + undici forwarder, ${s / 1024} KiB`, `forward_${s}`);
   for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB`, `hit_memory_${s}`, `bare_${s}`, "bare Fastify", 0.8, 1.5);
+  for (const s of SIZES) if (r(`bare_cold_${s}`)) cmp(`ours: mirror hit, memory, ${s / 1024} KiB, vs the same working set`, `hit_memory_${s}`, `bare_cold_${s}`, "bare Fastify, cold", 0.8, 1.5);
   for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB (stretch)`, `hit_memory_${s}`, `nginx_${s}`, "nginx", 0.75);
   for (const s of SIZES) cmp(`ours: test path, memory, ${s / 1024} KiB`, `test_${s}`, `forward_${s}`, "forwarder", 0.9);
   for (const s of SIZES) cmp(`ours: mirror hit, redis, ${s / 1024} KiB`, `hit_redis_${s}`, `hit_memory_${s}`, "mirror hit, memory", 0.5);

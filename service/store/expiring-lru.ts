@@ -77,6 +77,18 @@ export class ExpiringLru<E extends LruEntry> {
     return e;
   }
 
+  /** For an entry object the caller kept (no key lookup): true if it is still held and not
+   * expired, and it is made the most recently used; an expired one is removed. */
+  touch(e: E): boolean {
+    if (e.list === null) return false; // not held: removed entries are unlinked from their list
+    if (e.exp <= this.now()) {
+      this.remove(e);
+      return false;
+    }
+    this.use(e);
+    return true;
+  }
+
   /** The entry if present and not expired; recency unchanged. */
   peek(key: string): E | undefined {
     const e = this.map.get(key);
@@ -142,6 +154,8 @@ export class ExpiringLru<E extends LruEntry> {
   }
 
   clear(): void {
+    // Unlinked so `touch` sees them as not held.
+    for (const e of this.map.values()) e.list = null;
     this.map.clear();
     this.lists.clear();
     this.oldest = this.newest = null;

@@ -6,6 +6,10 @@
 // Metadata:  sequence counters and claims share a second ExpiringLru with its own byte budget
 //            (`maxMetaBytes`, default a quarter of `maxBytes`), so a client sending endless
 //            unique tuples evicts old counters instead of growing memory without limit.
+// Hit path:  a tuple's counter links to the tuple's first record (n = 0, nearly every call), so
+//            a mirror hit costs one map lookup (the counter it must update anyway), not two: the
+//            record map is probed with the full key only for n > 0. The link is cleared when either
+//            side leaves, so it never keeps an evicted body alive.
 // Expiry:    reads never see an expired entry; a background sweep drops expired entries in
 //            batches of PURGE_BATCH, yielding to I/O between batches, so no pause grows with the
 //            number of records.
@@ -19,7 +23,7 @@
 // are copied into reused buffers (body-pool.ts): each record handed out is leased, and its
 // `release()` (called by sendRecord once the answer is written) lets the buffer be reused after
 // the record has left the store.
-import { callKey } from "../key.ts";
+import { callKey, splitKey } from "../key.ts";
 import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
 import { StoreUnavailableError, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
@@ -139,6 +143,9 @@ class RecordEntry extends LruEntry implements StoredResponse {
   /** Only on pooled records: a plain record's body is the garbage collector's, and its readers
    * then skip the release callback entirely. */
   declare release?: () => void;
+  /** The counter of this record's tuple, when this is the tuple's first record (n = 0) and the
+   * counter links to it (see CounterEntry.first). */
+  owner: CounterEntry | null = null;
 }
 
 /** A record whose body is a BodyPool buffer: the buffer goes back to the pool once the record has
@@ -168,11 +175,32 @@ class MetaEntry extends LruEntry {
   }
 }
 
+/** A tuple's sequence counter, and a link to the tuple's first record while both are held. */
+class CounterEntry extends MetaEntry {
+  first: RecordEntry | null = null;
+}
+
+/** Links or unlinks a record and its tuple's counter; either side leaving calls it with null. */
+function link(c: CounterEntry | null, r: RecordEntry | null): void {
+  if (c !== null) {
+    if (c.first !== null && c.first !== r) c.first.owner = null;
+    c.first = r;
+  }
+  if (r !== null) {
+    if (r.owner !== null && r.owner !== c) r.owner.first = null;
+    r.owner = c;
+  }
+}
+
 /** Most expired entries one sweep step drops before it yields to I/O (≈ 0.5 ms of work: about
  * 0.5 µs per entry on the bench machine). */
 export const PURGE_BATCH = 1024;
 
 const closedError = () => new StoreUnavailableError("memory store is closed");
+/** Calls of `stack` counted in a packed counter value (test + mirror · COUNT_SPAN). */
+function countOf(stack: Stack, v: number): number {
+  return stack === "test" ? v % COUNT_SPAN : Math.floor(v / COUNT_SPAN);
+}
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
 const COUNT_SPAN = 2 ** 26;
 
@@ -183,10 +211,21 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   // Bodies of POOL_MIN_BYTES and more live in reused buffers (body-pool.ts); idle ones are
   // bounded by an eighth of the budget, at most 64 MiB.
   const pool = new BodyPool(Math.min(64 * 1024 * 1024, Math.floor(maxBytes / 8)));
-  // A record leaving the store drops the store's own lease on it.
-  const records = new ExpiringLru<RecordEntry>(maxBytes, now, (e) => e.release?.());
+  // A record leaving the store drops the store's own lease on it, and its counter's link.
+  const records = new ExpiringLru<RecordEntry>(maxBytes, now, (e) => {
+    if (e.owner !== null) {
+      e.owner.first = null;
+      e.owner = null;
+    }
+    e.release?.();
+  });
   // Counters: key "s<tuple>" → next n of both stacks, packed. Claims: key "c<record key>" → 1.
-  const meta = new ExpiringLru<MetaEntry>(maxMetaBytes, now);
+  const meta = new ExpiringLru<MetaEntry>(maxMetaBytes, now, (e) => {
+    if (e instanceof CounterEntry && e.first !== null) {
+      e.first.owner = null;
+      e.first = null;
+    }
+  });
 
   const waiters = new Waiters();
   const internPairs = createPairPool();
@@ -219,26 +258,26 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     return t;
   }
 
-  /** `n` of this call, and the counter moved on (see `sequence`). */
-  function count(stack: Stack, tuple: string, ttlMs: number): number {
+  /** Moves the tuple's counter of `stack` on and returns the counter: `n` of this call is
+   * `countOf(stack, counter) - 1` (see `sequence`). */
+  function count(stack: Stack, tuple: string, ttlMs: number): CounterEntry {
     // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
     // of an exchange updates the entry its test call created instead of adding a key of its
     // own (half the memory, and no new key on the mirror hit path).
     const k = "s" + tuple;
-    const e = meta.get(k);
-    const v = e?.value;
-    const test = v === undefined ? 0 : v % COUNT_SPAN;
-    const mirror = v === undefined ? 0 : Math.floor(v / COUNT_SPAN);
-    const n = stack === "test" ? test : mirror;
-    if (n + 1 >= COUNT_SPAN) throw new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`);
-    const next = stack === "test" ? (v === undefined ? 1 : v + 1) : (v ?? 0) + COUNT_SPAN;
+    const e = meta.get(k) as CounterEntry | undefined;
+    const v = e === undefined ? 0 : e.value;
+    if (countOf(stack, v) + 1 >= COUNT_SPAN) throw new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`);
+    const next = stack === "test" ? v + 1 : v + COUNT_SPAN;
     // A new TTL from now, like INCR + PEXPIRE on Redis.
-    if (e === undefined) meta.set(new MetaEntry(flatten(k), next), ttlOf(ttlMs));
-    else {
-      e.value = next;
-      meta.refresh(e, ttlOf(ttlMs));
+    if (e === undefined) {
+      const c = new CounterEntry(flatten(k), next);
+      meta.set(c, ttlOf(ttlMs));
+      return c;
     }
-    return n;
+    e.value = next;
+    meta.refresh(e, ttlOf(ttlMs));
+    return e;
   }
 
   const store: CacheStore = {
@@ -247,7 +286,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
       if (closed) return Promise.reject(closedError());
       try {
-        return Promise.resolve(count(stack, tuple, ttlMs));
+        return Promise.resolve(countOf(stack, count(stack, tuple, ttlMs).value) - 1);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -256,7 +295,11 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
       if (closed) return Promise.reject(closedError());
       try {
-        const key = callKey(tuple, count(stack, tuple, ttlMs));
+        const c = count(stack, tuple, ttlMs);
+        const n = countOf(stack, c.value) - 1;
+        // The tuple's first record through the counter's link: no second map lookup.
+        if (n === 0 && c.first !== null && records.touch(c.first)) return Promise.resolve({ key: callKey(tuple, 0), record: c.first.lease(1) });
+        const key = callKey(tuple, n);
         return Promise.resolve({ key, record: records.get(key)?.lease(1) });
       } catch (err) {
         return Promise.reject(err);
@@ -293,7 +336,14 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       } else v = new RecordEntry(key, value.status, headers, compactBody(body));
       // A record larger than the whole budget is not kept (set refuses it and drops any older
       // record under that key), but its waiters still get it below.
-      records.set(v, ttl);
+      if (records.set(v, ttl)) {
+        // The tuple's first record: linked from its counter (when the counter is still held).
+        const [tuple, n] = splitKey(key);
+        if (n === 0) {
+          const c = meta.peek("s" + tuple);
+          if (c instanceof CounterEntry) link(c, v);
+        }
+      }
       meta.delete("c" + key);
       v.lease(waiters.count(key));
       waiters.wake(key, v);

@@ -3,6 +3,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { createMemoryStore, memoryStoreDebug, PURGE_BATCH, recordSize } from "../../../service/store/memory.ts";
 import type { StoredResponse } from "../../../service/store/types.ts";
+import { callKey, callTuple } from "../../../service/key.ts";
 import { describeCacheStore } from "./conformance.ts";
 
 describeCacheStore("memory", () => createMemoryStore({ maxBytes: 64 * 1024 * 1024 }));
@@ -162,6 +163,50 @@ describe("memory store", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it("a-mirror-hit-through-the-counter-link-follows-eviction-replacement-expiry-and-a-lost-counter", async () => {
+    let t = 0;
+    const tuple = (id: string) => callTuple(id, "GET", "api.example:80", "/x");
+    const first = async (store: ReturnType<typeof createMemoryStore>, id: string, r: StoredResponse, ttl = 60_000) => {
+      expect(await store.sequence("test", tuple(id), ttl)).toBe(0);
+      await store.put(callKey(tuple(id), 0), r, ttl);
+    };
+    const one = recordSize(callKey(tuple("a"), 0), rec(1000, "a"));
+    const store = createMemoryStore({ maxBytes: one * 2, now: () => t, purgeIntervalMs: 0 });
+    // linked: the hit is the record, n = 0
+    await first(store, "a", rec(1000, "a"));
+    const hit = await store.lookup("mirror", tuple("a"), 60_000);
+    expect(hit.key).toBe(callKey(tuple("a"), 0));
+    expect(hit.record?.body.equals(rec(1000, "a").body)).toBe(true);
+    // evicted by the budget: the link does not resurrect it
+    await first(store, "b", rec(1000, "b"));
+    await first(store, "c", rec(1000, "c")); // evicts a's record… (b and c fill the budget)
+    await first(store, "d", rec(1000, "d")); // …and b's
+    expect((await store.lookup("mirror", tuple("b"), 60_000)).record).toBeUndefined();
+    // replaced under the same key: the newer record answers
+    await store.put(callKey(tuple("c"), 0), rec(1000, "C"), 60_000);
+    expect((await store.lookup("mirror", tuple("c"), 60_000)).record?.body.equals(rec(1000, "C").body)).toBe(true);
+    // expired: no answer, even through the link
+    await first(store, "e", rec(10, "e"), 1_000);
+    t = 1_000;
+    expect((await store.lookup("mirror", tuple("e"), 60_000)).record).toBeUndefined();
+    await store.close();
+
+    // the counter lost (meta budget) while the record is held: found by its key instead
+    const small = createMemoryStore({ maxBytes: 1 << 20, maxMetaBytes: 1_000, purgeIntervalMs: 0 });
+    await first(small, "f", rec(10, "f"));
+    for (let i = 0; i < 50; i++) await small.sequence("test", tuple(`filler-${i}`), 60_000);
+    const found = await small.lookup("mirror", tuple("f"), 60_000);
+    expect(found.key).toBe(callKey(tuple("f"), 0));
+    expect(found.record?.body.equals(rec(10, "f").body)).toBe(true);
+    // and the n-th record (n > 0) through its key
+    await first(small, "g", rec(10, "g0"));
+    expect(await small.sequence("test", tuple("g"), 60_000)).toBe(1);
+    await small.put(callKey(tuple("g"), 1), rec(10, "g1"), 60_000);
+    expect((await small.lookup("mirror", tuple("g"), 60_000)).record?.body.equals(rec(10, "g0").body)).toBe(true);
+    expect((await small.lookup("mirror", tuple("g"), 60_000)).record?.body.equals(rec(10, "g1").body)).toBe(true);
+    await small.close();
   });
 
   it("a-recorded-key-cannot-be-claimed-again-and-put-drops-its-claim", async () => {

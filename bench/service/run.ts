@@ -10,7 +10,8 @@
 // Layout on a 2-core box: the server under test is pinned to CPU 0 (taskset), wrk to CPU 1 (one
 // thread, keep-alive, --connections connections), both at nice -5 when run as root. The bench upstream (node:http serving fixed
 // bytes) also sits on CPU 1: it is only busy in the forwarder / test-path runs, which compare
-// with each other under the same layout. Every run: a warm-up (discarded), then the measured run.
+// with each other under the same layout; so does redis-server in the Redis hit run. Every run: a
+// warm-up (discarded), then the measured run.
 // Every run uses the same wrk Lua script (wrk/ids.lua), which sets a fresh x-request-id per
 // request, so the load generator does the same work for baselines and for us.
 //
@@ -573,7 +574,13 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
       // overshoots `needed` must not evict the first records, which the mirror run asks for first.
       if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(2 * RECORD_GB * 1024 ** 3));
       else {
-        redis ??= await startRedis();
+        if (!redis) {
+          redis = await startRedis();
+          // Redis is another machine in production: here it gets the load generator's core (wrk
+          // leaves most of it idle), not the core of the service under test. Unpinned, the
+          // scheduler put it on the service's core, and the two took turns on it.
+          if (hasTaskset && redis.pid) spawnSync("taskset", ["-a", "-cp", LOAD_CPU, String(redis.pid)]);
+        }
         spawnSync("redis-cli", ["-p", String(redis.port), "FLUSHALL"]);
         Object.assign(extra, { MIRROR_CACHE_STORE: "redis", REDIS_URL: redis.url });
       }

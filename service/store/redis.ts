@@ -17,6 +17,9 @@
 //
 // Lookup (a mirror call's first step) is one Lua script and one round trip: INCR + PEXPIRE the
 // sequence counter, then GET <p>r:<tuple>\n<n>, the record key built inside the script from n.
+// The lookups of one event-loop turn go out as ONE script call (up to LOOKUP_BATCH of them), so
+// under load ioredis builds, times and parses one command per turn instead of one per mirror
+// call (that per-command work was most of the Redis hit path's CPU).
 // That record key is not declared in KEYS (it is not known before the INCR): fine on one Redis
 // (with or without Sentinel/replicas), not on Redis Cluster, where a script may only touch
 // declared keys of one slot. Cluster is not supported by this store (it uses `new Redis(url)`).
@@ -53,17 +56,26 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n - 1
 `;
 
-// KEYS[1] sequence key; ARGV[1] ttl ms, ARGV[2] the record key without n (<p>r:<tuple>\n).
-// Returns {n, record or nil}. `%d`, not `..`: Lua's number-to-string would write 1e+14.
+// KEYS[i] sequence keys; ARGV[1] ttl ms, ARGV[i + 1] the record key of KEYS[i] without n
+// (<p>r:<tuple>\n). Returns {n1, record1 or nil, n2, record2 or nil, …}. (GET of a missing key
+// is `false` in Lua, which keeps the table without holes and replies nil.) `%d`, not `..`: Lua's
+// number-to-string would write 1e+14.
 const LOOKUP_LUA = `
-local n = redis.call('INCR', KEYS[1]) - 1
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return {n, redis.call('GET', ARGV[2] .. string.format('%d', n))}
+local out = {}
+for i = 1, #KEYS do
+  local n = redis.call('INCR', KEYS[i]) - 1
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  out[2 * i - 1] = n
+  out[2 * i] = redis.call('GET', ARGV[i + 1] .. string.format('%d', n))
+end
+return out
 `;
+/** Most lookups sent in one script call. */
+export const LOOKUP_BATCH = 128;
 
 type SeqClient = Redis & {
   mmSequence(key: string, ttl: number): Promise<number>;
-  mmLookupBuffer(key: string, ttl: number, recordKeyBase: string): Promise<[number, Buffer | null]>;
+  mmLookupBuffer(numKeys: number, ...args: Array<string | number>): Promise<Array<number | Buffer | null>>;
 };
 
 function unavailable(err: unknown): StoreUnavailableError {
@@ -110,9 +122,14 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   // ---- main connection --------------------------------------------------------------------
   // Auto-pipelining: commands issued in one event-loop turn (many concurrent calls) go out in one
   // write, which is most of the Redis hit path's throughput under load.
-  const client = new Redis(options.url, { ...connOptions, enableAutoPipelining: true }) as SeqClient;
+  // (A lookup batch is already one command per turn: it is sent at once, not deferred again.)
+  const client = new Redis(options.url, {
+    ...connOptions,
+    enableAutoPipelining: true,
+    autoPipeliningIgnoredCommands: ["mmLookup"],
+  }) as SeqClient;
   client.defineCommand("mmSequence", { numberOfKeys: 1, lua: SEQUENCE_LUA });
-  client.defineCommand("mmLookup", { numberOfKeys: 1, lua: LOOKUP_LUA });
+  client.defineCommand("mmLookup", { lua: LOOKUP_LUA }); // numKeys given per call
   let lastError: unknown;
   // Until the first connection attempt has either succeeded or failed, calls wait for it.
   let starting = true;
@@ -252,6 +269,49 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
     statBytes += bytes;
   }
 
+  // ---- lookup batches -----------------------------------------------------------------------
+  interface PendingLookup {
+    tuple: string;
+    seqKey: string;
+    resolve(l: Lookup): void;
+    reject(err: unknown): void;
+  }
+  /** Lookups of this turn, by TTL (one TTL in practice: the service's). */
+  let pendingLookups = new Map<number, PendingLookup[]>();
+  let lookupFlushQueued = false;
+  const flushLookups = (): void => {
+    lookupFlushQueued = false;
+    const groups = pendingLookups;
+    pendingLookups = new Map();
+    for (const [ttl, all] of groups) {
+      for (let i = 0; i < all.length; i += LOOKUP_BATCH) sendLookups(ttl, all.slice(i, i + LOOKUP_BATCH));
+    }
+  };
+  function sendLookups(ttl: number, batch: PendingLookup[]): void {
+    const args: Array<string | number> = new Array(batch.length * 2 + 1);
+    for (let i = 0; i < batch.length; i++) {
+      args[i] = batch[i].seqKey;
+      args[batch.length + 1 + i] = scriptRecPrefix + batch[i].tuple + "\n";
+    }
+    args[batch.length] = ttl;
+    run(() => client.mmLookupBuffer(batch.length, ...args)).then(
+      (out) => {
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i];
+          const buf = out[2 * i + 1] as Buffer | null;
+          try {
+            p.resolve({ key: callKey(p.tuple, Number(out[2 * i])), record: buf ? decodeRecord(buf) : undefined });
+          } catch (err) {
+            p.reject(err); // an undecodable record: this call fails, not the batch
+          }
+        }
+      },
+      (err) => {
+        for (const p of batch) p.reject(err);
+      },
+    );
+  }
+
   const store: CacheStore = {
     kind: "redis",
 
@@ -261,10 +321,21 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
     },
 
     lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
-      const ttl = ttlOf(ttlMs);
-      return run(() => client.mmLookupBuffer(seqKey(stack, tuple), ttl, scriptRecPrefix + tuple + "\n")).then(
-        ([n, buf]) => ({ key: callKey(tuple, Number(n)), record: buf ? decodeRecord(buf) : undefined }),
-      );
+      let ttl: number;
+      try {
+        ttl = ttlOf(ttlMs);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return new Promise<Lookup>((resolve, reject) => {
+        let group = pendingLookups.get(ttl);
+        if (group === undefined) pendingLookups.set(ttl, (group = []));
+        group.push({ tuple, seqKey: seqKey(stack, tuple), resolve, reject });
+        if (!lookupFlushQueued) {
+          lookupFlushQueued = true;
+          setImmediate(flushLookups);
+        }
+      });
     },
 
     claim(key: string, ttlMs: number): Promise<boolean> {

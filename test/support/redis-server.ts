@@ -38,6 +38,8 @@ export interface RedisServer {
   start(): Promise<void>;
   /** Stop for good and remove its data directory. */
   destroy(): Promise<void>;
+  /** The running server's process id (the bench pins it to a CPU). */
+  readonly pid: number | undefined;
 }
 
 export async function startRedis(port?: number): Promise<RedisServer> {
@@ -83,6 +85,9 @@ export async function startRedis(port?: number): Promise<RedisServer> {
     destroy: async () => {
       await stop(true);
       rmSync(dir, { recursive: true, force: true });
+    },
+    get pid() {
+      return child?.exitCode === null ? child.pid : undefined;
     },
   };
 }

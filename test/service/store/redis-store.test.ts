@@ -4,8 +4,9 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { callKey } from "../../../service/key.ts";
-import { createRedisStore } from "../../../service/store/redis.ts";
-import { StoreUnavailableError, type CacheStore, type StoredResponse } from "../../../service/store/types.ts";
+import { Redis } from "ioredis";
+import { createRedisStore, LOOKUP_BATCH } from "../../../service/store/redis.ts";
+import { StoreUnavailableError, type CacheStore, type Lookup, type StoredResponse } from "../../../service/store/types.ts";
 import { startRedis, type RedisServer } from "../../support/redis-server.ts";
 import { describeCacheStore } from "./conformance.ts";
 
@@ -106,6 +107,58 @@ describe("redis store: two replicas on one Redis", () => {
     expect(a.stats().entries).toBe(1);
   });
 });
+
+describe("redis store: lookups of one event-loop turn share one script call", () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await startRedis(); // its own server: the test counts the script calls Redis ran
+  });
+  afterAll(async () => {
+    await server?.destroy();
+  });
+
+  it("each-lookup-gets-its-own-n-and-record-across-several-batches-and-a-corrupt-record-fails-only-its-call", async () => {
+    const p = prefix();
+    const store = createRedisStore({ url: server.url, keyPrefix: p });
+    const raw = new Redis(server.url);
+    try {
+      const count = LOOKUP_BATCH * 2 + 7;
+      const tuple = (i: number) => `rid-${i % 50}\nGET\napi.example\n/item/${i}`;
+      for (let i = 0; i < count; i++) {
+        expect(await store.sequence("test", tuple(i), 60_000)).toBe(0);
+        if (i % 3 !== 0) await store.put(callKey(tuple(i), 0), rec(`body-${i}`), 60_000);
+      }
+      await raw.set(`${p}r:${callKey(tuple(1), 0)}`, "not a record"); // corrupt
+      const before = await scriptCalls(raw);
+      // all in one turn; tuple 2 twice: n = 0 then n = 1
+      const results = await Promise.allSettled([...Array.from({ length: count }, (_, i) => store.lookup("mirror", tuple(i), 60_000)), store.lookup("mirror", tuple(2), 60_000)]);
+      expect((await scriptCalls(raw)) - before).toBe(Math.ceil((count + 1) / LOOKUP_BATCH));
+      for (let i = 0; i < count; i++) {
+        const r = results[i];
+        if (i === 1) {
+          expect(r.status).toBe("rejected");
+          continue;
+        }
+        expect(r.status).toBe("fulfilled");
+        const l = (r as PromiseFulfilledResult<Lookup>).value;
+        expect(l.key).toBe(callKey(tuple(i), 0));
+        expect(l.record?.body.toString()).toBe(i % 3 === 0 ? undefined : `body-${i}`);
+      }
+      expect((results[count] as PromiseFulfilledResult<Lookup>).value).toEqual({ key: callKey(tuple(2), 1), record: undefined });
+    } finally {
+      raw.disconnect();
+      await store.close();
+    }
+  });
+});
+
+/** EVAL + EVALSHA calls Redis has run. */
+async function scriptCalls(raw: Redis): Promise<number> {
+  const info = await raw.info("commandstats");
+  let n = 0;
+  for (const m of info.matchAll(/cmdstat_(?:eval|evalsha):calls=(\d+)/g)) n += Number(m[1]);
+  return n;
+}
 
 describe("redis store: Redis dies and comes back", () => {
   let server: RedisServer;

@@ -19,6 +19,8 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
     try {
       ({ key, record: rec } = await store.lookup("mirror", call.tuple, ttlMs));
     } catch (err) {
+      // As for a hit (below): an answer sent while the body still arrives could be lost.
+      if (!call.req.complete) await discardRest(call.req);
       return storeFailed(deps, call, "get", err);
     }
     if (rec !== undefined) {
@@ -42,6 +44,7 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
     try {
       rec = await store.wait(key, waitMs, ac.signal);
     } catch (err) {
+      if (!call.req.complete) await discardRest(call.req);
       return storeFailed(deps, call, "wait", err);
     } finally {
       res.off("close", onClose);

@@ -180,16 +180,13 @@ class CounterEntry extends MetaEntry {
   first: RecordEntry | null = null;
 }
 
-/** Links or unlinks a record and its tuple's counter; either side leaving calls it with null. */
-function link(c: CounterEntry | null, r: RecordEntry | null): void {
-  if (c !== null) {
-    if (c.first !== null && c.first !== r) c.first.owner = null;
-    c.first = r;
-  }
-  if (r !== null) {
-    if (r.owner !== null && r.owner !== c) r.owner.first = null;
-    r.owner = c;
-  }
+/** Makes `r` the first record of counter `c`, dropping any earlier link of either. (A side that
+ * leaves its map clears the link itself: see the onRemove hooks.) */
+function link(c: CounterEntry, r: RecordEntry): void {
+  if (c.first !== null && c.first !== r) c.first.owner = null;
+  if (r.owner !== null && r.owner !== c) r.owner.first = null;
+  c.first = r;
+  r.owner = c;
 }
 
 /** Most expired entries one sweep step drops before it yields to I/O (≈ 0.5 ms of work: about
@@ -382,6 +379,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       waiters.closeAll();
       records.clear();
       meta.clear();
+      pool.clear();
       return Promise.resolve();
     },
   };

@@ -58,7 +58,8 @@ export async function startCache(options: CacheOptions): Promise<CacheHandle> {
       env: {
         ...process.env,
         NODE_ENV: "production",
-        LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+        // info: the process says when it listens (see below); per-call lines are debug
+        LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
         ...options.env,
         PORT: String(port),
         HOST: LOOPBACK,
@@ -70,7 +71,15 @@ export async function startCache(options: CacheOptions): Promise<CacheHandle> {
     const reap = () => c.kill("SIGKILL");
     process.once("exit", reap);
     c.once("exit", () => process.off("exit", reap));
-    c.stdout!.on("data", keep);
+    // Ready = this child said it listens, and /readyz answers. /readyz alone is not enough: the
+    // port comes from freePort() and, under a loaded parallel test run, another process can take
+    // it first; its /readyz would then answer for ours (seen as a flake: every call refused).
+    let listening = false;
+    const quietLogs = ["warn", "error", "fatal", "silent"].includes(String(options.env?.LOG_LEVEL ?? process.env.LOG_LEVEL ?? "info"));
+    c.stdout!.on("data", (chunk: Buffer) => {
+      if (!listening && chunk.toString("utf8").includes('"msg":"mirror-cache listening"')) listening = true;
+      keep(chunk);
+    });
     c.stderr!.on("data", keep);
     exited = new Promise((r) => c.once("exit", () => r()));
     const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
@@ -81,7 +90,7 @@ export async function startCache(options: CacheOptions): Promise<CacheHandle> {
       try {
         const r = await request(`http://${address}/readyz`, { headersTimeout: 1000, bodyTimeout: 1000 });
         await r.body.dump();
-        if (r.statusCode === 200) return;
+        if (r.statusCode === 200 && (listening || quietLogs)) return;
       } catch {
         /* not listening yet */
       }

@@ -430,12 +430,10 @@ async function benchBare(): Promise<void> {
   }
 }
 
-/** Body bytes the hit run of `size` prefills (see benchHit), at most 2 GiB (already ~100× the
- * CPU caches, and quick to build), for the cold bare baseline. */
+/** Body bytes the memory hit run of `size` prefills (see hitPlan), at most 2 GiB (already ~100×
+ * the CPU caches, and quick to build), for the cold bare baseline. */
 function coldWorkingSet(size: number): number {
-  const est = Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0);
-  const records = Math.min(Math.floor((RECORD_GB * 1024 ** 3) / (size + 1024)), Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000);
-  return Math.min(records * size, 2 * 1024 ** 3);
+  return Math.min(hitPlan("memory", size).needed * size, 2 * 1024 ** 3);
 }
 const gib = (b: number) => (b / 1024 ** 3).toFixed(1);
 
@@ -551,26 +549,29 @@ async function benchTestPath(): Promise<void> {
  *     is shortened and says so. Running out shows as non-2xx (504 miss after
  *     MIRROR_CACHE_WAIT_MS) and a note.
  */
+/** How long the hit run of `kind`/`size` measures and how many records it prefills: enough for
+ * the expected rate over warm-up + run, shortened to what `--record-gb` holds. */
+function hitPlan(kind: "memory" | "redis", size: number): { seconds: number; needed: number; shortened: boolean } {
+  // Expected rate: the baseline's (a disturbed baseline reads low, so never below a floor).
+  const est =
+    kind === "memory"
+      ? Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0)
+      : Math.max(5_000, 1.3 * (runs[`hit_memory_${size}`]?.rps ?? 20_000));
+  const maxRecords = Math.floor((RECORD_GB * 1024 ** 3) / (size + 1024));
+  const needed = Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000;
+  if (needed <= maxRecords) return { seconds: DURATION, needed, shortened: false };
+  const seconds = Math.min(DURATION, Math.max(3, Math.floor(maxRecords / (est * 1.15)) - WARMUP));
+  return { seconds, needed: Math.min(maxRecords, Math.ceil(est * 1.15 * (WARMUP + seconds)) + 1_000), shortened: true };
+}
+
 async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Promise<void> {
   const up = await ensureUpstream();
   const host = `127.0.0.1:${up.port}`;
   let redis: RedisServer | undefined;
   try {
     for (const size of sizes) {
-      // Expected rate: the baseline's (a disturbed baseline reads low, so never below a floor).
-      const est =
-        kind === "memory"
-          ? Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0)
-          : Math.max(5_000, 1.3 * (runs[`hit_memory_${size}`]?.rps ?? 20_000));
-      const perRecord = size + 1024;
-      const maxRecords = Math.floor((RECORD_GB * 1024 ** 3) / perRecord);
-      let seconds = DURATION;
-      let needed = Math.ceil(est * 1.15 * (WARMUP + seconds)) + 1_000;
-      if (needed > maxRecords) {
-        seconds = Math.min(DURATION, Math.max(3, Math.floor(maxRecords / (est * 1.15)) - WARMUP));
-        needed = Math.min(maxRecords, Math.ceil(est * 1.15 * (WARMUP + seconds)) + 1_000);
-        notes.push(`hit ${kind} ${size} B: measured for ${seconds} s (not ${DURATION} s): ${needed} prefilled records are what --record-gb ${RECORD_GB} holds`);
-      }
+      const { seconds, needed, shortened } = hitPlan(kind, size);
+      if (shortened) notes.push(`hit ${kind} ${size} B: measured for ${seconds} s (not ${DURATION} s): ${needed} prefilled records are what --record-gb ${RECORD_GB} holds`);
       const extra: Record<string, string> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
       // Twice --record-gb as the budget (memory is only used as records arrive): a prefill that
       // overshoots `needed` must not evict the first records, which the mirror run asks for first.

@@ -53,19 +53,16 @@ export async function startCache(options: CacheOptions): Promise<CacheHandle> {
 
   async function start(): Promise<void> {
     if (child && child.exitCode === null && child.signalCode === null) return;
-    const c = spawn(process.execPath, ["--import", "tsx", entry], {
-      cwd: options.root,
-      env: {
-        ...process.env,
-        NODE_ENV: "production",
-        // info: the process says when it listens (see below); per-call lines are debug
-        LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
-        ...options.env,
-        PORT: String(port),
-        HOST: LOOPBACK,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      NODE_ENV: "production",
+      // info: the process says when it listens (see below); per-call lines are debug
+      LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
+      ...options.env,
+      PORT: String(port),
+      HOST: LOOPBACK,
+    };
+    const c = spawn(process.execPath, ["--import", "tsx", entry], { cwd: options.root, env, stdio: ["ignore", "pipe", "pipe"] });
     child = c;
     // Never leave a mirror-cache behind if this process dies without stop().
     const reap = () => c.kill("SIGKILL");
@@ -75,7 +72,7 @@ export async function startCache(options: CacheOptions): Promise<CacheHandle> {
     // port comes from freePort() and, under a loaded parallel test run, another process can take
     // it first; its /readyz would then answer for ours (seen as a flake: every call refused).
     let listening = false;
-    const quietLogs = ["warn", "error", "fatal", "silent"].includes(String(options.env?.LOG_LEVEL ?? process.env.LOG_LEVEL ?? "info"));
+    const quietLogs = ["warn", "error", "fatal", "silent"].includes(String(env.LOG_LEVEL));
     c.stdout!.on("data", (chunk: Buffer) => {
       if (!listening && chunk.toString("utf8").includes('"msg":"mirror-cache listening"')) listening = true;
       keep(chunk);

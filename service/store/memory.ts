@@ -180,14 +180,22 @@ class CounterEntry extends MetaEntry {
   first: RecordEntry | null = null;
 }
 
-/** Makes `r` the first record of counter `c`, dropping any earlier link of either. (A side that
- * leaves its map clears the link itself: see the onRemove hooks.) */
+/** Makes `r` the first record of counter `c`, dropping any earlier link of either. */
 function link(c: CounterEntry, r: RecordEntry): void {
-  if (c.first !== null && c.first !== r) c.first.owner = null;
-  if (r.owner !== null && r.owner !== c) r.owner.first = null;
+  if (c.first !== null) unlink(c, c.first);
+  if (r.owner !== null) unlink(r.owner, r);
   c.first = r;
   r.owner = c;
 }
+
+/** Drops the link between a counter and its first record (either side leaving its map). */
+function unlink(c: CounterEntry, r: RecordEntry): void {
+  c.first = null;
+  r.owner = null;
+}
+
+/** Key of a tuple's counter in the metadata map (claims are "c<record key>"). */
+const counterKey = (tuple: string) => "s" + tuple;
 
 /** Most expired entries one sweep step drops before it yields to I/O (≈ 0.5 ms of work: about
  * 0.5 µs per entry on the bench machine). */
@@ -210,18 +218,12 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const pool = new BodyPool(Math.min(64 * 1024 * 1024, Math.floor(maxBytes / 8)));
   // A record leaving the store drops the store's own lease on it, and its counter's link.
   const records = new ExpiringLru<RecordEntry>(maxBytes, now, (e) => {
-    if (e.owner !== null) {
-      e.owner.first = null;
-      e.owner = null;
-    }
+    if (e.owner !== null) unlink(e.owner, e);
     e.release?.();
   });
   // Counters: key "s<tuple>" → next n of both stacks, packed. Claims: key "c<record key>" → 1.
   const meta = new ExpiringLru<MetaEntry>(maxMetaBytes, now, (e) => {
-    if (e instanceof CounterEntry && e.first !== null) {
-      e.first.owner = null;
-      e.first = null;
-    }
+    if (e instanceof CounterEntry && e.first !== null) unlink(e, e.first);
   });
 
   const waiters = new Waiters();
@@ -261,7 +263,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
     // of an exchange updates the entry its test call created instead of adding a key of its
     // own (half the memory, and no new key on the mirror hit path).
-    const k = "s" + tuple;
+    const k = counterKey(tuple);
     const e = meta.get(k) as CounterEntry | undefined;
     const v = e === undefined ? 0 : e.value;
     if (countOf(stack, v) + 1 >= COUNT_SPAN) throw new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`);
@@ -337,7 +339,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
         // The tuple's first record: linked from its counter (when the counter is still held).
         const [tuple, n] = splitKey(key);
         if (n === 0) {
-          const c = meta.peek("s" + tuple);
+          const c = meta.peek(counterKey(tuple));
           if (c instanceof CounterEntry) link(c, v);
         }
       }

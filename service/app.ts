@@ -39,7 +39,7 @@ export interface MirrorCacheApp extends FastifyInstance {
   readonly mirrorCacheConfig: Readonly<Config>;
 }
 
-const STORE_METHODS = ["sequence", "claim", "release", "put", "get", "wait", "ping", "stats", "close"] as const;
+const STORE_METHODS = ["sequence", "begin", "claim", "release", "put", "get", "wait", "ping", "stats", "close"] as const;
 const PROBES = new Set(["/healthz", "/readyz", "/metrics"]);
 const AUTHORITY_RE = /^(?:\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+;=-]+)(?::\d{1,5})?$/;
 const READY_TIMEOUT_MS = 2_000;

@@ -16,7 +16,6 @@ import type { ServerResponse } from "node:http";
 import { OUTCOME, recordHead, sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
 import { ERRORS } from "./errors.ts";
 import { limitBody, upstreamRequestHeaders, type AnswerStream, type Forwarder } from "./forward.ts";
-import { callKey } from "./key.ts";
 import type { Readable } from "node:stream";
 
 export interface TestDeps extends HandlerDeps {
@@ -154,9 +153,7 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
     let key: string;
     let won: boolean;
     try {
-      const n = await store.sequence("test", call.tuple, ttlMs);
-      key = callKey(call.tuple, n);
-      won = await store.claim(key, claimTtlMs);
+      ({ key, won } = await store.begin(call.tuple, ttlMs, claimTtlMs));
     } catch (err) {
       return storeFailed(deps, call, "claim", err);
     }

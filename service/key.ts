@@ -32,11 +32,3 @@ export function callTuple(requestId: string, method: string, authority: string, 
 export function callKey(tuple: string, n: number): string {
   return tuple + "\n" + n;
 }
-
-/** The tuple and `n` of a key built by `callKey` (n = -1 for a string that is not such a key). */
-export function splitKey(key: string): [tuple: string, n: number] {
-  const nl = key.lastIndexOf("\n");
-  const digits = key.slice(nl + 1);
-  const n = nl >= 0 && /^(?:0|[1-9]\d*)$/.test(digits) ? Number(digits) : -1;
-  return [nl >= 0 ? key.slice(0, nl) : key, n];
-}

@@ -89,6 +89,18 @@ export class ExpiringLru<E extends LruEntry> {
     return true;
   }
 
+  /** True if `e` (an entry object the caller kept) is held and not expired; nothing changes. */
+  holds(e: E): boolean {
+    return e.list !== null && e.exp > this.now();
+  }
+
+  /** Removes the entry of `key` and returns it (expired or not); undefined if there is none. */
+  take(key: string): E | undefined {
+    const e = this.map.get(key);
+    if (e !== undefined) this.remove(e);
+    return e;
+  }
+
   /** The entry if present and not expired; recency unchanged. */
   peek(key: string): E | undefined {
     const e = this.map.get(key);
@@ -107,6 +119,11 @@ export class ExpiringLru<E extends LruEntry> {
   set(e: E, ttl: number): boolean {
     const old = this.map.get(e.key);
     if (old !== undefined) this.remove(old);
+    return this.insert(e, ttl);
+  }
+
+  /** `set` for a key the caller knows is absent (its `get` just missed): one Map probe less. */
+  insert(e: E, ttl: number): boolean {
     const size = e.size;
     if (size > this.maxSize) return false;
     while (this.bytes + size > this.maxSize) this.remove(this.oldest!);

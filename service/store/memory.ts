@@ -3,13 +3,21 @@
 // Records:   an ExpiringLru (expiring-lru.ts) whose byte budget is `maxBytes`, each record
 //            counted as body + Σ(header name + value + HEADER_OVERHEAD) + key + RECORD_OVERHEAD
 //            (the overheads are measured by `npx tsx bench/service/run.ts --only memory`).
-// Metadata:  sequence counters and claims share a second ExpiringLru with its own byte budget
-//            (`maxMetaBytes`, default a quarter of `maxBytes`), so a client sending endless
-//            unique tuples evicts old counters instead of growing memory without limit.
+// Metadata:  sequence counters (keyed by the tuple itself) and claims (keyed by the record key,
+//            in flight only) are two more ExpiringLrus that share the metadata byte budget
+//            (`maxMetaBytes`, default a quarter of `maxBytes`: counters get three quarters of it,
+//            claims one), so a client sending endless unique tuples evicts old counters instead of
+//            growing memory without limit. Claims have a map of their own because they are few
+//            and short-lived: their inserts and deletes then stay in a small, cache-warm table
+//            instead of churning the large counter map.
 // Hit path:  a tuple's counter links to the tuple's first record (n = 0, nearly every call), so
 //            a mirror hit costs one map lookup (the counter it must update anyway), not two: the
-//            record map is probed with the full key only for n > 0. The link is cleared when either
-//            side leaves, so it never keeps an evicted body alive.
+//            record map is probed with the full key only for n > 0. The link is made by `put`
+//            from the claim `begin` took (which knows its counter), and cleared when either side
+//            leaves, so it never keeps an evicted body alive.
+// Test path: `begin` is one counter lookup and one record probe (plus the claim's small map);
+//            `put` one record insert. Every key is hashed once: the same string objects are
+//            passed along (V8 caches a string's hash in the string).
 // Expiry:    reads never see an expired entry; a background sweep drops expired entries in
 //            batches of PURGE_BATCH, yielding to I/O between batches, so no pause grows with the
 //            number of records.
@@ -17,16 +25,16 @@
 //            value it stores (even when the value is too large to be kept), a timer or an abort
 //            signal resolves one with `undefined`, `close` resolves them all with `undefined`.
 //
-// `put` keeps its own StoredResponse (same status, equal headers, same body bytes; header pair
-// arrays shared between records), and `get`/`lookup`/`wait` return that object itself, without
+// `put` keeps its own StoredResponse (same status, equal headers, same body bytes; header lists
+// and header pair arrays shared between records), and `get`/`lookup`/`wait` return that object itself, without
 // copying: callers must treat a StoredResponse as immutable. Bodies of POOL_MIN_BYTES and more
 // are copied into reused buffers (body-pool.ts): each record handed out is leased, and its
 // `release()` (called by sendRecord once the answer is written) lets the buffer be reused after
 // the record has left the store.
-import { callKey, splitKey } from "../key.ts";
+import { callKey } from "../key.ts";
 import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
-import { StoreUnavailableError, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+import { StoreUnavailableError, type Begin, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
 
 /** Bytes counted per record on top of its body, headers and key: the map entry and TTL-list links, the
@@ -41,8 +49,8 @@ export const META_OVERHEAD = 128;
 export interface MemoryStoreOptions {
   /** Byte budget of the records (bodies + headers + keys + per-record overhead). */
   maxBytes: number;
-  /** Byte budget of sequence counters and claims (keys + META_OVERHEAD each).
-   * Default: a quarter of `maxBytes`, at least 1 MiB. */
+  /** Byte budget of sequence counters and claims (keys + META_OVERHEAD each): three quarters
+   * for counters, one for claims. Default: a quarter of `maxBytes`, at least 1 MiB. */
   maxMetaBytes?: number;
   /** Clock for TTLs, in milliseconds (tests). Default `performance.now`. */
   now?: () => number;
@@ -97,12 +105,17 @@ export function flatten(s: string): string {
 
 // Header pairs repeat across records (content-type, cache-control, content-length of same-size
 // bodies, date within one second…): records share one [name, value] array per distinct pair.
-// The pool is bounded (cleared when full); pairs with long values are not pooled.
+// The pool is bounded (cleared when full); pairs with long values are not pooled. Whole header
+// lists repeat too (one upstream answering the same way, the date changing once a second): a
+// record whose headers equal the previous record's gets that record's array itself, which costs
+// neither a new array nor a pool lookup per pair.
 const PAIR_POOL_MAX = 4096;
 const PAIR_VALUE_MAX = 200;
-function createPairPool(): (headers: Array<[string, string]>) => Array<[string, string]> {
+function createHeaderPool(): (headers: Array<[string, string]>) => Array<[string, string]> {
   let pool = new Map<string, [string, string]>();
+  let last: Array<[string, string]> = [];
   return (headers) => {
+    if (sameHeaders(last, headers)) return last;
     const out: Array<[string, string]> = new Array(headers.length);
     for (let i = 0; i < headers.length; i++) {
       const pair = headers[i];
@@ -121,8 +134,15 @@ function createPairPool(): (headers: Array<[string, string]>) => Array<[string, 
       }
       out[i] = shared;
     }
+    last = out;
     return out;
   };
+}
+
+function sameHeaders(a: ReadonlyArray<readonly [string, string]>, b: ReadonlyArray<readonly [string, string]>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i][0] !== b[i][0] || a[i][1] !== b[i][1]) return false;
+  return true;
 }
 
 /** A record as the store keeps it: the StoredResponse and its map entry in one object. */
@@ -165,19 +185,27 @@ class PooledRecordEntry extends RecordEntry {
   };
 }
 
-/** A sequence counter or a claim. */
-class MetaEntry extends LruEntry {
+/** A tuple's sequence counter (both stacks, packed: see `count`), and a link to the tuple's
+ * first record while both are held. */
+class CounterEntry extends LruEntry {
+  first: RecordEntry | null = null;
   constructor(
-    key: string,
+    tuple: string,
     public value: number,
   ) {
-    super(key, key.length + META_OVERHEAD);
+    super(tuple, tuple.length + META_OVERHEAD);
   }
 }
 
-/** A tuple's sequence counter, and a link to the tuple's first record while both are held. */
-class CounterEntry extends MetaEntry {
-  first: RecordEntry | null = null;
+/** A claim on a record key; `counter`: the tuple's counter when the key is its first (n = 0),
+ * so that `put` can link the record to it. */
+class ClaimEntry extends LruEntry {
+  constructor(
+    key: string,
+    readonly counter: CounterEntry | null,
+  ) {
+    super(key, key.length + META_OVERHEAD);
+  }
 }
 
 /** Makes `r` the first record of counter `c`, dropping any earlier link of either. */
@@ -193,9 +221,6 @@ function unlink(c: CounterEntry, r: RecordEntry): void {
   c.first = null;
   r.owner = null;
 }
-
-/** Key of a tuple's counter in the metadata map (claims are "c<record key>"). */
-const counterKey = (tuple: string) => "s" + tuple;
 
 /** Most expired entries one sweep step drops before it yields to I/O (≈ 0.5 ms of work: about
  * 0.5 µs per entry on the bench machine). */
@@ -221,13 +246,15 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     if (e.owner !== null) unlink(e.owner, e);
     e.release?.();
   });
-  // Counters: key "s<tuple>" → next n of both stacks, packed. Claims: key "c<record key>" → 1.
-  const meta = new ExpiringLru<MetaEntry>(maxMetaBytes, now, (e) => {
-    if (e instanceof CounterEntry && e.first !== null) unlink(e, e.first);
+  // Counters: tuple → next n of both stacks, packed. Claims: record key → the claim.
+  const claimBudget = Math.floor(maxMetaBytes / 4);
+  const counters = new ExpiringLru<CounterEntry>(maxMetaBytes - claimBudget, now, (e) => {
+    if (e.first !== null) unlink(e, e.first);
   });
+  const claims = new ExpiringLru<ClaimEntry>(claimBudget, now);
 
   const waiters = new Waiters();
-  const internPairs = createPairPool();
+  const internHeaders = createHeaderPool();
   let closed = false;
 
   // Background expiry: one step drops up to PURGE_BATCH entries of each map; a step that hit its
@@ -237,7 +264,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     sweepQueued = false;
     if (closed) return;
     const more = records.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
-    const moreMeta = meta.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
+    const moreMeta = counters.purgeExpired(PURGE_BATCH) === PURGE_BATCH || claims.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
     if ((more || moreMeta) && !sweepQueued) {
       sweepQueued = true;
       setImmediate(sweep);
@@ -263,20 +290,28 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
     // of an exchange updates the entry its test call created instead of adding a key of its
     // own (half the memory, and no new key on the mirror hit path).
-    const k = counterKey(tuple);
-    const e = meta.get(k) as CounterEntry | undefined;
+    const e = counters.get(tuple);
     const v = e === undefined ? 0 : e.value;
     if (countOf(stack, v) + 1 >= COUNT_SPAN) throw new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`);
     const next = stack === "test" ? v + 1 : v + COUNT_SPAN;
     // A new TTL from now, like INCR + PEXPIRE on Redis.
     if (e === undefined) {
-      const c = new CounterEntry(flatten(k), next);
-      meta.set(c, ttlOf(ttlMs));
+      const c = new CounterEntry(flatten(tuple), next);
+      counters.insert(c, ttlOf(ttlMs)); // absent: `get` just missed (and dropped an expired one)
       return c;
     }
     e.value = next;
-    meta.refresh(e, ttlOf(ttlMs));
+    counters.refresh(e, ttlOf(ttlMs));
     return e;
+  }
+
+  /** Claims `key` unless it is held or already recorded (put drops the claim entry: the record
+   * answers instead). A claim the budget cannot hold is still won (the call is forwarded; only
+   * single-flight for that key is lost). */
+  function tryClaim(key: string, ttl: number, counter: CounterEntry | null): boolean {
+    if (claims.has(key) || records.has(key)) return false;
+    claims.set(new ClaimEntry(key, counter), ttl);
+    return true;
   }
 
   const store: CacheStore = {
@@ -305,18 +340,30 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       }
     },
 
+    begin(tuple: string, ttlMs: number, claimTtlMs: number): Promise<Begin> {
+      if (closed) return Promise.reject(closedError());
+      try {
+        const c = count("test", tuple, ttlMs);
+        const n = countOf("test", c.value) - 1;
+        const key = flatten(callKey(tuple, n));
+        return Promise.resolve({ key, won: tryClaim(key, ttlOf(claimTtlMs), n === 0 ? c : null) });
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+
     claim(key: string, ttlMs: number): Promise<boolean> {
       if (closed) return Promise.reject(closedError());
-      const k = "c" + key;
-      // Held, or already recorded (put drops the claim entry: the record answers instead).
-      if (meta.has(k) || records.has(key)) return Promise.resolve(false);
-      meta.set(new MetaEntry(flatten(k), 1), ttlOf(ttlMs));
-      return Promise.resolve(true);
+      try {
+        return Promise.resolve(tryClaim(flatten(key), ttlOf(ttlMs), null));
+      } catch (err) {
+        return Promise.reject(err);
+      }
     },
 
     release(key: string): Promise<void> {
       if (closed) return Promise.reject(closedError());
-      meta.delete("c" + key);
+      claims.delete(key);
       return Promise.resolve();
     },
 
@@ -325,7 +372,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       const ttl = ttlOf(ttlMs);
       // A record of our own: flat key, pooled header pairs, a compact body (see above).
       key = flatten(key);
-      const headers = internPairs(value.headers);
+      const headers = internHeaders(value.headers);
       const body = value.body;
       let v: RecordEntry;
       if (body.length >= POOL_MIN_BYTES) {
@@ -335,15 +382,11 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       } else v = new RecordEntry(key, value.status, headers, compactBody(body));
       // A record larger than the whole budget is not kept (set refuses it and drops any older
       // record under that key), but its waiters still get it below.
-      if (records.set(v, ttl)) {
-        // The tuple's first record: linked from its counter (when the counter is still held).
-        const [tuple, n] = splitKey(key);
-        if (n === 0) {
-          const c = meta.peek(counterKey(tuple));
-          if (c instanceof CounterEntry) link(c, v);
-        }
-      }
-      meta.delete("c" + key);
+      const stored = records.set(v, ttl);
+      const claim = claims.take(key);
+      // The tuple's first record: linked from its counter, which `begin` kept in the claim (when
+      // the counter is still held).
+      if (stored && claim !== undefined && claim.counter !== null && counters.holds(claim.counter)) link(claim.counter, v);
       v.lease(waiters.count(key));
       waiters.wake(key, v);
       return Promise.resolve();
@@ -380,7 +423,8 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       if (purgeTimer) clearInterval(purgeTimer);
       waiters.closeAll();
       records.clear();
-      meta.clear();
+      counters.clear();
+      claims.clear();
       pool.clear();
       return Promise.resolve();
     },
@@ -389,7 +433,13 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   // Introspection for the memory-only tests and the bench (not part of CacheStore).
   Object.defineProperty(store, "debug", {
     enumerable: false,
-    value: () => ({ waiters: waiters.size, records: records.size, metaEntries: meta.size, metaBytes: meta.calculatedSize, maxMetaBytes }),
+    value: () => ({
+      waiters: waiters.size,
+      records: records.size,
+      metaEntries: counters.size + claims.size,
+      metaBytes: counters.calculatedSize + claims.calculatedSize,
+      maxMetaBytes,
+    }),
   });
   return store;
 }

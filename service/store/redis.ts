@@ -6,6 +6,8 @@
 //   <p>s:<stack>:<tuple>   sequence counter: INCR + PEXPIRE in one Lua script (atomic)
 //                          (the record key of a call is <p>r:<tuple>\n<n>: key.ts callKey)
 //   <p>c:<key>             claim: SET … 1 NX PX ttl; release = DEL
+//                          (a test call's first step, `begin`, is one Lua script: INCR + PEXPIRE
+//                          the counter, then SET NX the claim of the key built from n)
 //   channel <p>put         PUBLISH <key> after each put, so waiters on any replica re-read it
 //
 // Waits: GET; if absent, register a local waiter (map keyed by record key), make sure the one
@@ -32,7 +34,7 @@
 import { Redis, type RedisOptions } from "ioredis";
 import { callKey } from "../key.ts";
 import { decodeRecord, encodeRecord } from "./codec.ts";
-import { StoreUnavailableError, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
+import { StoreUnavailableError, type Begin, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
 
 export interface RedisStoreOptions {
@@ -70,11 +72,21 @@ for i = 1, #KEYS do
 end
 return out
 `;
+// KEYS[1] sequence key; ARGV[1] ttl ms, ARGV[2] claim ttl ms, ARGV[3] the claim key without n
+// (<p>c:<tuple>\n). Returns {n, 1 if claimed else 0}. (SET … NX is false in Lua when not set.)
+const BEGIN_LUA = `
+local n = redis.call('INCR', KEYS[1]) - 1
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local won = redis.call('SET', ARGV[3] .. string.format('%d', n), '1', 'PX', ARGV[2], 'NX')
+return {n, won and 1 or 0}
+`;
+
 /** Most lookups sent in one script call. */
 export const LOOKUP_BATCH = 128;
 
 type SeqClient = Redis & {
   mmSequence(key: string, ttl: number): Promise<number>;
+  mmBegin(key: string, ttl: number, claimTtl: number, claimPrefix: string): Promise<[number, number]>;
   mmLookupBuffer(numKeys: number, ...args: Array<string | number>): Promise<Array<number | Buffer | null>>;
 };
 
@@ -102,6 +114,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
   const seqKey = (stack: Stack, tuple: string) => prefix + "s:" + stack + ":" + tuple;
   // Keys built inside a script get no ioredis `keyPrefix` (options.redis): add it ourselves.
   const scriptRecPrefix = (options.redis?.keyPrefix ?? "") + prefix + "r:";
+  const scriptClaimPrefix = (options.redis?.keyPrefix ?? "") + prefix + "c:";
 
   const connOptions: RedisOptions = {
     ...options.redis,
@@ -129,6 +142,7 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
     autoPipeliningIgnoredCommands: ["mmLookup"],
   }) as SeqClient;
   client.defineCommand("mmSequence", { numberOfKeys: 1, lua: SEQUENCE_LUA });
+  client.defineCommand("mmBegin", { numberOfKeys: 1, lua: BEGIN_LUA });
   client.defineCommand("mmLookup", { lua: LOOKUP_LUA }); // numKeys given per call
   let lastError: unknown;
   // Until the first connection attempt has either succeeded or failed, calls wait for it.
@@ -336,6 +350,21 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
           setImmediate(flushLookups);
         }
       });
+    },
+
+    begin(tuple: string, ttlMs: number, claimTtlMs: number): Promise<Begin> {
+      let ttl: number;
+      let claimTtl: number;
+      try {
+        ttl = ttlOf(ttlMs);
+        claimTtl = ttlOf(claimTtlMs);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return run(() => client.mmBegin(seqKey("test", tuple), ttl, claimTtl, scriptClaimPrefix + tuple + "\n")).then(([n, won]) => ({
+        key: callKey(tuple, Number(n)),
+        won: Number(won) === 1,
+      }));
     },
 
     claim(key: string, ttlMs: number): Promise<boolean> {

@@ -25,6 +25,14 @@ export interface Lookup {
   record: StoredResponse | undefined;
 }
 
+/** What `begin` did: the test call's key, and whether this caller claimed it. */
+export interface Begin {
+  /** The record key of this call: `callKey(tuple, n)`. */
+  key: string;
+  /** As `claim(key)`: true when this caller forwards the call and must `put` (or `release`) it. */
+  won: boolean;
+}
+
 export interface StoreStats {
   entries: number;
   /** Bytes held by records (bodies, headers and per-record overhead as the store counts it). */
@@ -50,6 +58,10 @@ export interface CacheStore {
   /** `sequence(stack, tuple, ttlMs)` then `get(callKey(tuple, n))` as one operation (one round
    * trip on Redis): the mirror call's first step. */
   lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup>;
+
+  /** `sequence("test", tuple, ttlMs)` then `claim(callKey(tuple, n), claimTtlMs)` as one
+   * operation (one round trip on Redis): the test call's first step. */
+  begin(tuple: string, ttlMs: number, claimTtlMs: number): Promise<Begin>;
 
   /** Single-flight for a test call: true when this caller is the one that forwards `key` and
    * must `put` (or `release`) it; false when another caller (here or on another replica)

@@ -278,6 +278,66 @@ export function describeCacheStore(name: string, makeStore: MakeStore): void {
       });
     });
 
+    describe("begin", () => {
+      it("begin-counts-the-test-stack-like-sequence-and-claims-the-nth-key", async () => {
+        const t = "rid\nGET\nh\n/begin";
+        expect(await store.begin(t, TTL, TTL)).toEqual({ key: callKey(t, 0), won: true });
+        expect(await store.sequence("test", t, TTL)).toBe(1);
+        expect(await store.begin(t, TTL, TTL)).toEqual({ key: callKey(t, 2), won: true });
+        expect(await store.sequence("mirror", t, TTL)).toBe(0); // the mirror stack counts apart
+        expect(await store.begin(t + "y", TTL, TTL)).toEqual({ key: callKey(t + "y", 0), won: true });
+      });
+
+      it("begin-loses-to-a-held-claim-and-wins-once-it-is-released", async () => {
+        const t = "rid\nGET\nh\n/held";
+        expect(await store.claim(callKey(t, 0), TTL)).toBe(true); // another caller holds n = 0
+        expect(await store.begin(t, TTL, TTL)).toEqual({ key: callKey(t, 0), won: false });
+        const b = await store.begin(t, TTL, TTL);
+        expect(b).toEqual({ key: callKey(t, 1), won: true });
+        expect(await store.claim(b.key, TTL)).toBe(false); // begin's claim is a claim
+        await store.release(b.key);
+        expect(await store.claim(b.key, TTL)).toBe(true);
+      });
+
+      it("begin-is-atomic-under-100-concurrent-calls-mixed-with-sequence", async () => {
+        const t = "rid\nGET\nh\n/many";
+        const out = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            i % 2
+              ? store.sequence("test", t, TTL).then((n) => ({ n, won: true }))
+              : store.begin(t, TTL, TTL).then((b) => ({ n: Number(b.key.slice(b.key.lastIndexOf("\n") + 1)), won: b.won })),
+          ),
+        );
+        expect(out.map((o) => o.n).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+        expect(out.every((o) => o.won)).toBe(true); // every key distinct: every claim wins
+      });
+
+      it("a-recorded-call-is-found-by-lookup-and-the-claim-is-dropped-by-put", async () => {
+        const t = "rid\nGET\nh\n/rec";
+        const b = await store.begin(t, TTL, TTL);
+        const r = record(binaryBody(), 200);
+        await store.put(b.key, r, TTL);
+        const l = await store.lookup("mirror", t, TTL);
+        expect(l.key).toBe(b.key);
+        expectSame(l.record, r);
+        await store.release(b.key); // harmless after put
+        expectSame(await store.get(b.key), r);
+      });
+
+      it("begin-counter-and-claim-expire-after-their-ttls", async () => {
+        const t = "rid\nGET\nh\n/ttl-begin";
+        expect((await store.begin(t, 60, 60)).won).toBe(true);
+        expect(await store.begin(t, 60, 60)).toEqual({ key: callKey(t, 1), won: true });
+        await sleep(200);
+        expect(await store.begin(t, TTL, TTL)).toEqual({ key: callKey(t, 0), won: true });
+      });
+
+      it("begin-after-close-rejects-with-store-unavailable", async () => {
+        await store.close();
+        await expect(store.begin("t", TTL, TTL)).rejects.toBeInstanceOf(StoreUnavailableError);
+      });
+    });
+
     describe("claim", () => {
       it("only-one-of-n-concurrent-claims-wins", async () => {
         const wins = await Promise.all(Array.from({ length: 20 }, () => store.claim("c1", TTL)));

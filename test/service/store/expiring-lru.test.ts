@@ -147,6 +147,26 @@ describe("ExpiringLru", () => {
     expect(map.calculatedSize).toBe(0);
   });
 
+  it("holds-tells-a-kept-entry-is-held-and-take-removes-and-returns-it-even-expired", () => {
+    const clock = { t: 0 };
+    const removed: string[] = [];
+    const m = new ExpiringLru<Item>(100, () => clock.t, (e) => removed.push(e.key));
+    const a = new Item("a", "A", 10);
+    const b = new Item("b", "B", 10);
+    m.set(a, 1000);
+    m.set(b, 500);
+    expect(m.holds(a)).toBe(true);
+    m.set(new Item("a", "A2", 10), 1000); // replaced: the old object is no longer held
+    expect(m.holds(a)).toBe(false);
+    clock.t = 500;
+    expect(m.holds(b)).toBe(false); // expired, not purged yet
+    expect(m.take("b")).toBe(b); // taken all the same, with the removal hook
+    expect(m.take("b")).toBeUndefined();
+    expect(m.size).toBe(1);
+    expect(m.calculatedSize).toBe(10);
+    expect(removed).toEqual(["a", "b"]);
+  });
+
   it("deleted-and-evicted-entries-leave-the-expiry-lists", () => {
     const { map, clock } = lru(20);
     map.set("a", "A", 10, 100);

@@ -169,7 +169,7 @@ describe("memory store", () => {
     let t = 0;
     const tuple = (id: string) => callTuple(id, "GET", "api.example:80", "/x");
     const first = async (store: ReturnType<typeof createMemoryStore>, id: string, r: StoredResponse, ttl = 60_000) => {
-      expect(await store.sequence("test", tuple(id), ttl)).toBe(0);
+      expect(await store.begin(tuple(id), ttl, ttl)).toEqual({ key: callKey(tuple(id), 0), won: true });
       await store.put(callKey(tuple(id), 0), r, ttl);
     };
     const one = recordSize(callKey(tuple("a"), 0), rec(1000, "a"));

@@ -76,13 +76,17 @@ describe("redis store: two replicas on one Redis", () => {
     expect(await a.lookup("mirror", t, 60_000)).toEqual({ key: callKey(t, 1), record: undefined });
   });
 
-  it("lookup-finds-records-under-an-ioredis-key-prefix-too", async () => {
+  it("lookup-and-begin-use-an-ioredis-key-prefix-too", async () => {
     const p = prefix();
     const a = createRedisStore({ url: redisUrl, keyPrefix: p, redis: { keyPrefix: "outer:" } });
     stores.push(a);
     await a.put(callKey("t", 0), rec("prefixed"), 60_000);
     expect((await a.lookup("mirror", "t", 60_000)).record?.body.toString()).toBe("prefixed");
     expect(await a.sequence("mirror", "t", 60_000)).toBe(1);
+    // begin's claim, built inside its script, is the key claim() sees under the same prefixes
+    const b = await a.begin("t", 60_000, 60_000);
+    expect(b).toEqual({ key: callKey("t", 0), won: true });
+    expect(await a.claim(b.key, 60_000)).toBe(false);
   });
 
   it("replicas-with-different-prefixes-do-not-see-each-other", async () => {

@@ -112,6 +112,7 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
     resolver: opts.resolver ?? defaultResolver,
     connector: opts.connector,
     onDenied: (reason) => log.warn({ reason }, "egress denied"),
+    bodyBuffer: store.bodyBuffer?.bind(store),
   });
 
   const base: HandlerDeps = { store, metrics, log, debug, ttlMs: config.ttlMs, maxBodyBytes: config.maxBodyBytes };

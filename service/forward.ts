@@ -26,6 +26,7 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 const NO_TOKENS: string[] = [];
+const EMPTY = Buffer.alloc(0);
 
 /** Names listed in a Connection header value (lower-case). */
 function connectionTokens(value: string | string[] | undefined): string[] {
@@ -157,11 +158,14 @@ export interface ForwardRequest {
 }
 
 /** `streamed`: how many body bytes were handed to `stream.write` (0: nothing was written, the
- * caller answers with `record` as a whole). A failure after bytes were streamed (the upstream
+ * caller answers with `record` as a whole); `rest` (when `streamed` > 0): the body bytes after
+ * those, for the caller to write once it has recorded the answer. `rest` is never a view of
+ * `record.body`, which the store may adopt (ForwarderOptions.bodyBuffer) and reuse once the
+ * record has left it. A failure after bytes were streamed (the upstream
  * reset or stalled mid-body) still carries its error record: the caller records it for the
  * mirror and can only cut its own answer. */
 export type ForwardResult =
-  | { ok: true; record: StoredResponse; streamed: number }
+  | { ok: true; record: StoredResponse; streamed: number; rest: Buffer }
   | { ok: false; code: ErrorCode; message: string; record: StoredResponse; cause: unknown; streamed: number };
 
 export interface Forwarder {
@@ -197,6 +201,9 @@ export interface ForwarderOptions {
   /** Socket-level connector; default undici's `buildConnector` with the configured timeout and CAs. */
   connector?: Connector;
   onDenied?: (reason: string) => void;
+  /** Where the body of a streamed answer is gathered (its length is declared): the store's
+   * `bodyBuffer`, so that `put` adopts it without a copy. Default `Buffer.allocUnsafeSlow`. */
+  bodyBuffer?: (length: number) => Buffer;
 }
 
 export function createForwarder(o: ForwarderOptions): Forwarder {
@@ -223,10 +230,13 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   });
 
   const maxResponseBytes = config.maxResponseBytes;
+  const bodyBuffer = o.bodyBuffer ?? ((length: number) => Buffer.allocUnsafeSlow(length));
 
   /** One exchange through undici's dispatcher with a minimal handler: the answer is collected
    * as Buffers and raw headers (no response stream, no header object to convert), and handed to
-   * `req.stream` on the way when it is streamed (see `AnswerStream`). Never rejects. */
+   * `req.stream` on the way when it is streamed (see `AnswerStream`). A streamed body (its length
+   * declared) is copied as it arrives into one buffer of that length, which becomes the record's
+   * body: no second copy to join the chunks. Never rejects. */
   function exchange(req: ForwardRequest): Promise<ForwardResult> {
     return new Promise((resolve) => {
       const stream = req.stream;
@@ -241,6 +251,10 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
       let streamed = 0;
       /** The recorded headers, once computed for the streamed head (the record reuses them). */
       let headers: Array<[string, string]> | undefined;
+      /** A streamed answer's whole body, filled as it arrives (`size` bytes so far). */
+      let body: Buffer | undefined;
+      /** The chunk that completed a streamed body (not written: see `AnswerStream`). */
+      let rest: Buffer = EMPTY;
       agent.dispatch(
         { origin: req.origin, path: req.path, method: req.method as "GET", headers: req.headers, body: req.body ?? undefined },
         {
@@ -258,20 +272,34 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
             return true;
           },
           onData(chunk: Buffer) {
+            if (streaming === 1) {
+              // (undici refuses bytes beyond the declared length: the chunk fits)
+              chunk.copy(body!, size);
+              size += chunk.length;
+              // The bytes that complete the body are left to the caller (size === length).
+              if (size >= length) rest = chunk;
+              else {
+                streamed += chunk.length;
+                stream!.write(chunk);
+              }
+              return true;
+            }
             chunks.push(chunk);
             size += chunk.length;
-            // The bytes that complete the body are left to the caller (size === length).
             if (streaming === 2 || size >= length) return true;
-            if (streaming === 1) {
-              streamed += chunk.length;
-              stream!.write(chunk);
-            } else if (size > STREAM_AFTER_BYTES) {
+            if (size > STREAM_AFTER_BYTES) {
               headers = recordedRawHeaders(raw, length);
               if (!stream!.start(status, headers, length)) streaming = 2;
               else {
                 streaming = 1;
                 streamed = size;
-                for (let i = 0; i < chunks.length; i++) stream!.write(chunks[i]);
+                body = bodyBuffer(length);
+                let at = 0;
+                for (let i = 0; i < chunks.length; i++) {
+                  stream!.write(chunks[i]);
+                  at += chunks[i].copy(body, at);
+                }
+                chunks.length = 0;
               }
             }
             // No back-pressure from the caller: the whole body is kept for the record anyway
@@ -280,8 +308,8 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
             return true;
           },
           onComplete() {
-            const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-            resolve({ ok: true, record: { status, headers: headers ?? recordedRawHeaders(raw, body.length), body }, streamed });
+            const whole = body ?? (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+            resolve({ ok: true, record: { status, headers: headers ?? recordedRawHeaders(raw, whole.length), body: whole }, streamed, rest });
           },
           onError(err: unknown) {
             const c = classifyUpstreamError(err, req.origin);

@@ -137,7 +137,7 @@ export function createTestHandler(deps: TestDeps): (call: Call) => Promise<void>
     if (fr.streamed > 0) {
       // Head and part of the body are out: complete the answer with the rest of the recorded body,
       // or, after a failure, cut it (the mirror gets the recorded failure).
-      if (fr.ok) call.res.end(fr.record.body.subarray(fr.streamed));
+      if (fr.ok) call.res.end(fr.rest);
       else call.res.destroy();
       return;
     }

@@ -254,6 +254,8 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const claims = new ExpiringLru<ClaimEntry>(claimBudget, now);
 
   const waiters = new Waiters();
+  // Pool buffers handed out by `bodyBuffer` and not put yet: `put` adopts these without a copy.
+  const handedOut = new WeakSet<ArrayBuffer>();
   const internHeaders = createHeaderPool();
   let closed = false;
 
@@ -376,8 +378,12 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       const body = value.body;
       let v: RecordEntry;
       if (body.length >= POOL_MIN_BYTES) {
-        const own = pool.take(body.length);
-        body.copy(own);
+        let own: Buffer;
+        if (handedOut.delete(body.buffer as ArrayBuffer) && body.byteOffset === 0) own = body;
+        else {
+          own = pool.take(body.length);
+          body.copy(own);
+        }
         v = new PooledRecordEntry(key, value.status, headers, own, pool);
       } else v = new RecordEntry(key, value.status, headers, compactBody(body));
       // A record larger than the whole budget is not kept (set refuses it and drops any older
@@ -390,6 +396,13 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       v.lease(waiters.count(key));
       waiters.wake(key, v);
       return Promise.resolve();
+    },
+
+    bodyBuffer(length: number): Buffer {
+      if (length < POOL_MIN_BYTES) return Buffer.allocUnsafeSlow(length);
+      const b = pool.take(length);
+      handedOut.add(b.buffer as ArrayBuffer);
+      return b;
     },
 
     get(key: string): Promise<StoredResponse | undefined> {

@@ -68,6 +68,12 @@ export interface CacheStore {
    * already holds it, in which case wait for its record instead of forwarding again. */
   claim(key: string, ttlMs: number): Promise<boolean>;
 
+  /** Optional: a buffer of `length` bytes for a record body that `put` then adopts as it is,
+   * without copying it (memory store: a reused buffer, see body-pool.ts). The caller fills it,
+   * puts it whole (offset 0, `length` bytes) at most once, and never reads it after `put`: the
+   * store may hand it to another record once this one has left. Not putting it is fine. */
+  bodyBuffer?(length: number): Buffer;
+
   /** Give up a claim without a record (client went away before anything was recorded). */
   release(key: string): Promise<void>;
 

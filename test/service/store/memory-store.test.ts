@@ -1,6 +1,7 @@
 // The memory store: the shared conformance suite, then what only an in-process LRU promises
 // (byte budget, exact stats, bounded counters and claims).
 import { describe, expect, it, vi } from "vitest";
+import { POOL_MIN_BYTES } from "../../../service/store/body-pool.ts";
 import { createMemoryStore, memoryStoreDebug, PURGE_BATCH, recordSize } from "../../../service/store/memory.ts";
 import type { StoredResponse } from "../../../service/store/types.ts";
 import { callKey, callTuple } from "../../../service/key.ts";
@@ -215,6 +216,28 @@ describe("memory store", () => {
     await store.put("k", rec(10), 60_000);
     expect(memoryStoreDebug(store).metaEntries).toBe(0);
     expect(await store.claim("k", 60_000)).toBe(false);
+    await store.close();
+  });
+
+  it("a-body-buffer-it-handed-out-is-adopted-by-put-once-without-a-copy", async () => {
+    const store = createMemoryStore({ maxBytes: 1 << 24 });
+    const len = POOL_MIN_BYTES + 100;
+    const b = store.bodyBuffer!(len);
+    expect(b.length).toBe(len);
+    b.fill(7);
+    await store.put("adopted", { status: 200, headers: [], body: b }, 60_000);
+    const got = await store.get("adopted");
+    expect(got?.body.buffer).toBe(b.buffer); // the same memory: adopted, not copied
+    expect(got?.body.equals(Buffer.alloc(len, 7))).toBe(true);
+    got?.release?.();
+    // the same buffer put again is copied (adopted at most once), as is any other buffer
+    await store.put("again", { status: 200, headers: [], body: b }, 60_000);
+    expect((await store.get("again"))?.body.buffer).not.toBe(b.buffer);
+    const mine = Buffer.alloc(len, 9);
+    await store.put("mine", { status: 200, headers: [], body: mine }, 60_000);
+    expect((await store.get("mine"))?.body.buffer).not.toBe(mine.buffer);
+    // a small body buffer is a plain one
+    expect(store.bodyBuffer!(100).length).toBe(100);
     await store.close();
   });
 

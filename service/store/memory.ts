@@ -26,11 +26,12 @@
 //            signal resolves one with `undefined`, `close` resolves them all with `undefined`.
 //
 // `put` keeps its own StoredResponse (same status, equal headers, same body bytes; header lists
-// and header pair arrays shared between records), and `get`/`lookup`/`wait` return that object itself, without
-// copying: callers must treat a StoredResponse as immutable. Bodies of POOL_MIN_BYTES and more
-// are copied into reused buffers (body-pool.ts): each record handed out is leased, and its
-// `release()` (called by sendRecord once the answer is written) lets the buffer be reused after
-// the record has left the store.
+// and header pair arrays shared between records), and `get`/`lookup`/`wait` return that object
+// itself, without copying: callers must treat a StoredResponse as immutable. Bodies of
+// POOL_MIN_BYTES and more are copied into reused buffers (body-pool.ts), or adopted as they are
+// when `bodyBuffer` handed them out (the forwarder gathers a streamed answer into one): each
+// record handed out is leased, and its `release()` (called by sendRecord once the answer is
+// written) lets the buffer be reused after the record has left the store.
 import { callKey } from "../key.ts";
 import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";

@@ -5,6 +5,7 @@
 // Buffer.concat), and compares process.memoryUsage() (heapUsed + external) before and after,
 // both after a full GC. Prints one JSON line.
 import { randomUUID } from "node:crypto";
+import { callKey, callTuple } from "../../service/key.ts";
 import { createMemoryStore } from "../../service/store/memory.ts";
 import type { StoredResponse } from "../../service/store/types.ts";
 
@@ -25,9 +26,9 @@ async function measure(shape: "typical" | "worst") {
   let keyChars = 0;
   let headerChars = 0;
   for (let i = 0; i < records; i++) {
-    // Built like service/key.ts builds it (a concatenation: a rope until the store flattens it).
-    const tuple = randomUUID() + "\n" + "GET" + "\n" + "api.internal.example:8080" + "\n" + "/v1/items/" + i + "?expand=true";
-    const key = tuple + "\n" + 0;
+    // Built as the service builds it (service/key.ts).
+    const tuple = callTuple(randomUUID(), "GET", "api.internal.example:8080", "/v1/items/" + i + "?expand=true");
+    const key = callKey(tuple, 0);
     const body = Buffer.allocUnsafe(bodyBytes);
     body.fill(i & 0xff);
     // typical: the Date value changes once a second at 1,000 records/s; worst: every record has

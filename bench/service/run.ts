@@ -354,8 +354,11 @@ async function measure(label: string, port: number, path: string, args: (offset:
 // ---- bench servers ------------------------------------------------------------------------------
 const results: Record<string, unknown> = {};
 const runs: Record<string, Measured | undefined> = {};
-/** Per-round ratios of a run measured in alternating rounds with its baseline, by run key. */
+/** Ratios of a run to its baseline measured right beside it (alternating rounds, or baseline
+ * runs just before and after it), by "<run key>:<baseline key>"; the table shows their median. */
 const pairedRatios: Record<string, number[]> = {};
+/** p99 ratios of the same pairs. */
+const pairedP99Ratios: Record<string, number[]> = {};
 const notes: string[] = [];
 
 function expectedBody(n: number): Buffer {
@@ -534,7 +537,10 @@ async function benchForwardAndTestPath(forward: boolean, test: boolean): Promise
       }
       if (fwd) runs[`forward_${size}`] = medianRun(f);
       if (svc) runs[`test_${size}`] = medianRun(t);
-      if (fwd && svc) pairedRatios[`test_${size}`] = t.map((x, i) => x.rps / f[i].rps);
+      if (fwd && svc) {
+        pairedRatios[`test_${size}:forward_${size}`] = t.map((x, i) => x.rps / f[i].rps);
+        pairedP99Ratios[`test_${size}:forward_${size}`] = t.map((x, i) => x.p99ms / f[i].p99ms);
+      }
     }
     if (svc) results.testPathServiceRssBytes = rssBytes(svc.pid);
   } finally {
@@ -612,6 +618,9 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
   const up = await ensureUpstream();
   const host = `127.0.0.1:${up.port}`;
   let redis: RedisServer | undefined;
+  // The memory hit's own baseline, the bare route, is measured again just before and just after
+  // it (this machine's speed drifts within minutes; the bare section ran long before).
+  const bare = kind === "memory" && ONLY.has("bare") ? await startNode("bare-beside-hit", "bench/service/servers/bare.ts", {}, SERVER_CPU) : undefined;
   try {
     for (const size of sizes) {
       const { seconds, needed, shortened } = hitPlan(kind, size);
@@ -659,7 +668,23 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
           throw new Error(`mirror sanity call: status ${s.status}, x-mirror-cache ${String(s.headers["x-mirror-cache"])}, ${s.body.length} bytes`);
         const rssAfterPrefill = rssBytes(p.pid);
         const rangeArg = ranges.join(",");
+        const bareRun = (when: string) => measure(`bare fastify ${size} B, ${when} the hit run`, bare!.port, `/bytes/${size}`, ids("-", (ph) => `bare-${when}-${ph}-:1:0`, "-"), DURATION, true, bare!.pid);
+        const before = bare ? await bareRun("before") : undefined;
         const r = await measure(`ours mirror hit (${kind}) ${size} B`, p.port, `/bytes/${size}`, (offset) => ["mirror", rangeArg, String(offset), host], seconds, false, p.pid);
+        const after = bare ? await bareRun("after") : undefined;
+        if (before && after) {
+          const mean = (f: (m: Measured) => number) => (f(before) + f(after)) / 2;
+          runs[`bare_beside_hit_${size}`] = {
+            ...before,
+            rps: mean((m) => m.rps),
+            p50ms: mean((m) => m.p50ms),
+            p99ms: mean((m) => m.p99ms),
+            serverCpuUsPerReq: before.serverCpuUsPerReq && after.serverCpuUsPerReq ? mean((m) => m.serverCpuUsPerReq!) : undefined,
+            roundsRps: [before.rps, after.rps],
+          };
+          pairedRatios[`hit_memory_${size}:bare_beside_hit_${size}`] = [r.rps / before.rps, r.rps / after.rps];
+          pairedP99Ratios[`hit_memory_${size}:bare_beside_hit_${size}`] = [r.p99ms / before.p99ms, r.p99ms / after.p99ms];
+        }
         const used = r.warmupIssued + r.issued;
         const out = used > usable ? `ran out of prefilled records (${used} > ${usable}): the excess missed` : undefined;
         if (out) notes.push(`hit ${kind} ${size} B: ${out}`);
@@ -671,6 +696,7 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
     }
   } finally {
     await redis?.destroy();
+    await bare?.stop();
   }
 }
 
@@ -749,9 +775,10 @@ function report(): Row[] {
     const a = r(k);
     const b = r(base);
     if (!a) return;
-    const paired = pairedRatios[k];
+    const paired = pairedRatios[`${k}:${base}`];
     const ratio = paired ? median(paired) : a && b ? a.rps / b.rps : undefined;
-    const p99ratio = a && b ? a.p99ms / b.p99ms : undefined;
+    const pairedP99 = pairedP99Ratios[`${k}:${base}`];
+    const p99ratio = pairedP99 ? median(pairedP99) : a && b ? a.p99ms / b.p99ms : undefined;
     const ok = ratio === undefined ? undefined : ratio >= min && (maxP99 === undefined || (p99ratio ?? Infinity) <= maxP99) && !a.non2xx;
     rows.push({
       what,
@@ -767,7 +794,11 @@ function report(): Row[] {
       ok,
       note:
         [
-          paired ? `median of ${paired.length} alternating rounds: ${paired.map((x) => `${x.toFixed(2)}×`).join(", ")}` : "",
+          paired
+            ? base.startsWith("bare_beside_hit_")
+              ? `vs the bare route measured just before and just after it: ${paired.map((x) => `${x.toFixed(2)}×`).join(", ")} (mean)`
+              : `median of ${paired.length} alternating rounds: ${paired.map((x) => `${x.toFixed(2)}×`).join(", ")}`
+            : "",
           a.non2xx ? `${a.non2xx} non-2xx` : "",
           a.note ?? "",
           b?.note ? `baseline ${b.note}` : "",
@@ -787,7 +818,12 @@ function report(): Row[] {
   }
   for (const s of SIZES) base(`nginx proxy_cache hit, ${s / 1024} KiB`, `nginx_${s}`);
   for (const s of SIZES) base(`Fastify + undici forwarder, ${s / 1024} KiB`, `forward_${s}`);
-  for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB`, `hit_memory_${s}`, `bare_${s}`, "bare Fastify", 0.8, 1.5);
+  for (const s of SIZES) {
+    const beside = r(`bare_beside_hit_${s}`);
+    if (beside) base(`bare Fastify route, ${s / 1024} KiB, just before and after the memory hit run (mean of ${beside.roundsRps!.map((x) => Math.round(x)).join(" and ")} req/s)`, `bare_beside_hit_${s}`);
+  }
+  // The hit's baseline: the bare route measured beside it when it was, else the bare section's.
+  for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB`, `hit_memory_${s}`, r(`bare_beside_hit_${s}`) ? `bare_beside_hit_${s}` : `bare_${s}`, "bare Fastify", 0.8, 1.5);
   for (const s of SIZES) if (r(`bare_cold_${s}`)) cmp(`ours: mirror hit, memory, ${s / 1024} KiB, vs the same working set`, `hit_memory_${s}`, `bare_cold_${s}`, "bare Fastify, cold", 0.8, 1.5);
   for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB (stretch)`, `hit_memory_${s}`, `nginx_${s}`, "nginx", 0.75);
   for (const s of SIZES) cmp(`ours: test path, memory, ${s / 1024} KiB`, `test_${s}`, `forward_${s}`, "forwarder", 0.9);
@@ -876,6 +912,7 @@ async function main(): Promise<void> {
         rounds: ROUNDS,
         runs,
         pairedRatios,
+        pairedP99Ratios,
         ...results,
         rows,
         notes,

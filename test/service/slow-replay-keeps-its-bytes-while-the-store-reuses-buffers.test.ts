@@ -3,7 +3,8 @@
 // record is evicted and new records are written meanwhile: its buffer is leased until the answer
 // is handed to the OS. Bodies are larger than loopback's socket buffers, so the replay really is
 // still pending in the process while the store churns (loopback takes ~4 MiB into the sender's
-// buffer plus the paused receiver's default window; the rest waits in the service).
+// buffer plus the paused receiver's default window; the rest waits in the service). The same
+// holds for a test call's own streamed answer, whose record body the store adopted.
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rid, send, sleep, startService, startUpstream, type Service, type Upstream } from "./support/harness.ts";
@@ -56,5 +57,32 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
     expect(body.length).toBe(SIZE);
     const foreign = body.findIndex((b) => b !== 0x61); // "a"
     expect(foreign).toBe(-1);
+  });
+
+  // The test call's own answer is streamed from the upstream's chunks while its record's body is
+  // gathered into a store buffer that `put` adopts (ForwarderOptions.bodyBuffer). The answer must
+  // never be written from that buffer: once the record is evicted it goes to the next record.
+  it("a paused test client still gets its upstream's bytes after its record was evicted and its buffer reused", async () => {
+    const sock = connect(svc.port, "127.0.0.1");
+    sock.pause();
+    const chunks: Buffer[] = [];
+    sock.on("data", (c: Buffer) => chunks.push(c));
+    sock.write(`GET /a HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: ${rid()}\r\nConnection: close\r\n\r\n`);
+    await sleep(500); // forwarded and recorded; most of the answer waits in the process
+
+    for (const f of FILLS) {
+      const r = await send(svc.port, { host: up.authority, stack: "test", rid: rid(), path: `/${f}` });
+      expect(r.body.equals(bodyOf(f))).toBe(true);
+    }
+
+    const ended = new Promise((r) => sock.once("end", r));
+    sock.resume();
+    await ended;
+    const raw = Buffer.concat(chunks);
+    const headEnd = raw.indexOf("\r\n\r\n");
+    expect(raw.subarray(0, headEnd).toString()).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: pass/s);
+    const body = raw.subarray(headEnd + 4);
+    expect(body.length).toBe(SIZE);
+    expect(body.findIndex((b) => b !== 0x61)).toBe(-1);
   });
 });

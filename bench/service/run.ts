@@ -5,7 +5,7 @@
 //                                [--only bare,nginx,forward,test,hit,redis,memory,soak]
 //                                [--sizes 1024,65536] [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
 //                                [--rounds 3]  (alternating forwarder / test-path rounds)
-//                                [--profile]   (our service runs with --cpu-prof)
+//                                [--profile]   (our service and the forwarder run with --cpu-prof)
 //                                [--out bench/results/service.json]  (and .md next to it)
 //
 // Layout on a 2-core box: the server under test is pinned to CPU 0 (taskset), wrk to CPU 1 (one
@@ -22,7 +22,9 @@
 //   forward  minimal Fastify + undici forwarder to the upstream              (baseline)
 //   test     ours: test path (forward + record), memory store; run in alternating rounds with
 //            `forward` (--rounds), the ratio being the median of the per-round ratios
-//   hit      ours: mirror hit path, memory store, 1 KiB and 64 KiB
+//   hit      ours: mirror hit path, memory store, 1 KiB and 64 KiB; with `bare`, the bare route
+//            is measured again just before and just after each memory hit run, and the hit is
+//            compared with those two
 //   redis    ours: mirror hit path, Redis store (own redis-server), 1 KiB
 //   memory   memory store bytes per record (in-process, --expose-gc)
 //   soak     service RSS sampled over a run on a fixed set of request ids

@@ -5,6 +5,7 @@
 //                                [--only bare,nginx,forward,test,hit,redis,memory,soak]
 //                                [--sizes 1024,65536] [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
 //                                [--rounds 3]  (alternating forwarder / test-path rounds)
+//                                [--node-flags=--single-threaded-gc]  (for every Node server)
 //                                [--profile]   (our service and the forwarder run with --cpu-prof)
 //                                [--out bench/results/service.json]  (and .md next to it)
 //
@@ -56,6 +57,9 @@ const CONNECTIONS = Number(arg("connections", "50"));
 const SOAK = Number(arg("soak", "30"));
 const RECORD_GB = Number(arg("record-gb", "10"));
 const QUIET_WAIT = Number(arg("quiet-wait", "180"));
+/** --node-flags "--a --b": V8/Node flags for every Node server of the bench (bare, forwarder,
+ * upstream, ours), e.g. --single-threaded-gc. Default none. */
+const NODE_FLAGS: readonly string[] = arg("node-flags", "").split(" ").filter(Boolean);
 /** Rounds of the alternating forwarder / test-path runs (see benchForwardAndTestPath). */
 const ROUNDS = Math.max(1, Number(arg("rounds", "3")));
 /** --profile: start our service with --cpu-prof (profiles land in the run's tmp dir). */
@@ -138,7 +142,7 @@ async function startProc(name: string, cmd: string, args: string[], opts: { env?
 
 async function startNode(name: string, script: string, env: Record<string, string>, cpu?: string, nodeArgs: string[] = []): Promise<Proc> {
   const port = Number(env.PORT ?? (await freePort()));
-  return startProc(name, process.execPath, [...nodeArgs, "--import", "tsx", script], { env: { ...env, PORT: String(port) }, cpu, port });
+  return startProc(name, process.execPath, [...NODE_FLAGS, ...nodeArgs, "--import", "tsx", script], { env: { ...env, PORT: String(port) }, cpu, port });
 }
 
 function rssBytes(pid: number): number {
@@ -911,6 +915,7 @@ async function main(): Promise<void> {
         machine,
         load: { tool: wrkVersion, threads: 1, connections: CONNECTIONS, warmupSeconds: WARMUP, durationSeconds: DURATION, serverCpu: SERVER_CPU, loadCpu: LOAD_CPU, taskset: hasTaskset },
         entry: ENTRY,
+        nodeFlags: NODE_FLAGS,
         rounds: ROUNDS,
         runs,
         pairedRatios,
@@ -926,7 +931,7 @@ async function main(): Promise<void> {
   );
   const md = [
     `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC on ${machine}; \`npx tsx bench/service/run.ts\``,
-    `(wrk -t1 -c${CONNECTIONS}, keep-alive, warm-up ${WARMUP} s + ${DURATION} s per run; server pinned to CPU ${SERVER_CPU}, wrk to CPU ${LOAD_CPU}).`,
+    `(wrk -t1 -c${CONNECTIONS}, keep-alive, warm-up ${WARMUP} s + ${DURATION} s per run; server pinned to CPU ${SERVER_CPU}, wrk to CPU ${LOAD_CPU}${NODE_FLAGS.length ? `; Node servers run with ${NODE_FLAGS.join(" ")}` : ""}).`,
     "",
     table,
     ...notes.map((n) => `\n- ${n}`),

@@ -2,7 +2,7 @@
 // (byte budget, exact stats, bounded counters and claims).
 import { describe, expect, it, vi } from "vitest";
 import { POOL_MIN_BYTES } from "../../../service/store/body-pool.ts";
-import { createMemoryStore, memoryStoreDebug, PURGE_BATCH, recordSize } from "../../../service/store/memory.ts";
+import { createMemoryStore, memoryStoreDebug, PURGE_BATCH, recordSize, SLAB_BYTES } from "../../../service/store/memory.ts";
 import type { StoredResponse } from "../../../service/store/types.ts";
 import { callKey, callTuple } from "../../../service/key.ts";
 import { describeCacheStore } from "./conformance.ts";
@@ -114,13 +114,25 @@ describe("memory store", () => {
     await store.close();
   });
 
-  it("a-small-view-of-a-large-buffer-is-copied-so-the-budget-is-honest", async () => {
+  it("small-bodies-are-copied-into-shared-slabs-never-kept-as-views-of-the-callers-buffer", async () => {
     const store = createMemoryStore({ maxBytes: 1 << 20 });
     const big = Buffer.alloc(1 << 20, 7);
     await store.put("view", { status: 200, headers: [], body: big.subarray(10, 110) }, 60_000);
-    const got = await store.get("view");
-    expect(got?.body.length).toBe(100);
-    expect(got?.body.buffer.byteLength).toBeLessThan(1 << 16);
+    await store.put("next", { status: 200, headers: [], body: Buffer.from("second") }, 60_000);
+    big.fill(9); // the caller reuses its buffer: the record keeps its own bytes
+    const a = await store.get("view");
+    const b = await store.get("next");
+    expect(a?.body.equals(Buffer.alloc(100, 7))).toBe(true);
+    expect(a?.body.buffer).not.toBe(big.buffer);
+    expect(b?.body.toString()).toBe("second");
+    expect(b?.body.buffer).toBe(a?.body.buffer); // one slab for records written one after another
+    expect(a?.body.buffer.byteLength).toBe(SLAB_BYTES);
+    // a slab that is full is followed by a new one
+    const n = Math.ceil(SLAB_BYTES / 1000);
+    for (let i = 0; i < n; i++) await store.put(`f${i}`, { status: 200, headers: [], body: Buffer.alloc(1000, i & 0xff) }, 60_000);
+    const last = await store.get(`f${n - 1}`);
+    expect(last?.body.buffer).not.toBe(a?.body.buffer);
+    expect(last?.body.equals(Buffer.alloc(1000, (n - 1) & 0xff))).toBe(true);
     await store.close();
   });
 

@@ -78,6 +78,8 @@ function sizeOf(key: string, h: ReadonlyArray<readonly [string, string]>, bodyBy
   return n;
 }
 
+const EMPTY_BODY = Buffer.alloc(0);
+
 /** Small bodies (under POOL_MIN_BYTES) are copied into shared slabs of this size. */
 export const SLAB_BYTES = 128 * 1024;
 
@@ -96,7 +98,7 @@ function createSlabs(): { copy(body: Buffer): Buffer; clear(): void } {
   return {
     copy(body) {
       const n = body.length;
-      if (n === 0) return body;
+      if (n === 0) return EMPTY_BODY; // (not `body`: an empty view would keep its buffer alive)
       if (slab === null || used + n > SLAB_BYTES) {
         slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
         used = 0;

@@ -62,7 +62,7 @@ const QUIET_WAIT = Number(arg("quiet-wait", "180"));
 const NODE_FLAGS: readonly string[] = arg("node-flags", "").split(" ").filter(Boolean);
 /** Rounds of the alternating forwarder / test-path runs (see benchForwardAndTestPath). */
 const ROUNDS = Math.max(1, Number(arg("rounds", "3")));
-/** --profile: start our service with --cpu-prof (profiles land in the run's tmp dir). */
+/** --profile: start our service and the forwarder with --cpu-prof (profiles land in the run's tmp dir). */
 const PROFILE = process.argv.includes("--profile");
 /** --sizes 1024,65536: body sizes of the bare / nginx / forward / test / hit runs. */
 const SIZES: readonly number[] = arg("sizes", "1024,65536").split(",").map(Number);
@@ -393,13 +393,18 @@ function serviceEnv(port: number, extra: Record<string, string>): Record<string,
   };
 }
 
+/** Node arguments that write `name`'s CPU profiles into its own directory (with --profile). */
+function profArgs(name: string): string[] {
+  return PROFILE ? ["--cpu-prof", "--cpu-prof-dir", join(tmp, "prof", name)] : [];
+}
+
 async function startService(name: string, extra: Record<string, string>): Promise<Proc> {
   const port = await freePort();
   const script = ENTRY === "server" ? "service/server.ts" : "bench/service/servers/service.ts";
   // One directory per service and Node's own file names: with `--import tsx` the module-loader
   // worker thread writes a profile too, and under one --cpu-prof-name its (idle) profile would
   // overwrite the main thread's. The main thread's is the large one.
-  const prof = PROFILE ? ["--cpu-prof", "--cpu-prof-dir", join(tmp, "prof", name)] : [];
+  const prof = profArgs(name);
   let p: Proc | undefined;
   // The service is being edited while this bench runs: a start that fails is retried a few times.
   for (let attempt = 1; !p; attempt++) {
@@ -528,8 +533,7 @@ http {
 async function benchForwardAndTestPath(forward: boolean, test: boolean): Promise<void> {
   const up = await ensureUpstream();
   const host = `127.0.0.1:${up.port}`;
-  const fwdProf = PROFILE ? ["--cpu-prof", "--cpu-prof-dir", join(tmp, "prof", "forwarder")] : [];
-  const fwd = forward ? await startNode("forwarder", "bench/service/servers/forwarder.ts", { UPSTREAM: host }, SERVER_CPU, fwdProf) : undefined;
+  const fwd = forward ? await startNode("forwarder", "bench/service/servers/forwarder.ts", { UPSTREAM: host }, SERVER_CPU, profArgs("forwarder")) : undefined;
   const svc = test ? await startService("service-test", { MIRROR_CACHE_STORE: "memory", MIRROR_CACHE_MAX_BYTES: String(TEST_PATH_BUDGET) }) : undefined;
   try {
     for (const size of SIZES) {

@@ -146,10 +146,7 @@ export class ExpiringLru<E extends LruEntry> {
   }
 
   delete(key: string): boolean {
-    const e = this.map.get(key);
-    if (e === undefined) return false;
-    this.remove(e);
-    return true;
+    return this.take(key) !== undefined;
   }
 
   /** Drops up to `limit` expired entries; returns how many it dropped (`limit` means: maybe

@@ -86,12 +86,12 @@ export const SLAB_BYTES = 128 * 1024;
 /** A bump allocator of small record bodies: each body is copied into the current slab (one
  * ArrayBuffer shared by the hundred or so records written after one another), and a slab is freed
  * by the garbage collector once no record in it is left. Why: a recorded body used to be a view
- * into the socket read it arrived in, one ArrayBuffer per record (with the answer's head bytes
- * in it). With a full store that is ~180k ArrayBuffers at 1 KiB, and V8 sweeps its ArrayBuffers
- * on the main thread at the end of every full collection: 8–16 ms steps measured (`--trace-gc-nvp`
- * `sweep_array_buffers`), the bulk of the test path's p99. Records leave the store about in the
- * order they came (TTL, least recently used), so slabs die in order too; a record that outlives
- * its neighbours keeps at most one slab alive, until its TTL. */
+ * into the socket read it arrived in, one ArrayBuffer per record, with the answer's head bytes in
+ * it that the budget did not count. A full store held ~180k ArrayBuffers at 1 KiB, which V8
+ * sweeps on the main thread around every full collection (8–16 ms steps, `--trace-gc-nvp`
+ * `sweep_array_buffers`; the test path's p99 did not move measurably without them, though).
+ * Records leave the store about in the order they came (TTL, least recently used), so slabs die
+ * in order too; a record that outlives its neighbours keeps at most one slab alive, until its TTL. */
 function createSlabs(): { copy(body: Buffer): Buffer; clear(): void } {
   let slab: Buffer | null = null;
   let used = 0;

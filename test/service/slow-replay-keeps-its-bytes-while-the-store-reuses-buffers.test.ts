@@ -13,6 +13,26 @@ const SIZE = 6 * 1024 * 1024;
 const FILLS = "bcdefghijk".split("");
 const bodyOf = (fill: string) => Buffer.alloc(SIZE, fill);
 
+/** A GET of `path` on a raw connection that reads nothing until `finish()`: the answer piles up
+ * in the kernel and then in the service. `finish()` reads it all and splits head from body. */
+function pausedCall(port: number, host: string, stack: string, id: string, path: string): { finish(): Promise<{ head: string; body: Buffer }> } {
+  const sock = connect(port, "127.0.0.1");
+  sock.pause();
+  const chunks: Buffer[] = [];
+  sock.on("data", (c: Buffer) => chunks.push(c));
+  sock.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nx-mirror-stack: ${stack}\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`);
+  return {
+    async finish() {
+      const ended = new Promise((r) => sock.once("end", r));
+      sock.resume();
+      await ended;
+      const raw = Buffer.concat(chunks);
+      const headEnd = raw.indexOf("\r\n\r\n");
+      return { head: raw.subarray(0, headEnd).toString(), body: raw.subarray(headEnd + 4) };
+    },
+  };
+}
+
 describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
   let up: Upstream;
   let svc: Service;
@@ -33,11 +53,7 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
     expect(t.body.length).toBe(SIZE);
 
     // The mirror call, read by nobody for now.
-    const sock = connect(svc.port, "127.0.0.1");
-    sock.pause();
-    const chunks: Buffer[] = [];
-    sock.on("data", (c: Buffer) => chunks.push(c));
-    sock.write(`GET /a HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: mirror\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`);
+    const mirror = pausedCall(svc.port, up.authority, "mirror", id, "/a");
     await sleep(200); // the service answers: the kernel takes what fits, the rest waits in the process
 
     // Ten more records: "a" is evicted by the eighth, and the later ones need buffers.
@@ -47,13 +63,8 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
     }
     expect(svc.store.stats().entries).toBe(8);
 
-    const ended = new Promise((r) => sock.once("end", r));
-    sock.resume();
-    await ended;
-    const raw = Buffer.concat(chunks);
-    const headEnd = raw.indexOf("\r\n\r\n");
-    expect(raw.subarray(0, headEnd).toString()).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: hit/s);
-    const body = raw.subarray(headEnd + 4);
+    const { head, body } = await mirror.finish();
+    expect(head).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: hit/s);
     expect(body.length).toBe(SIZE);
     const foreign = body.findIndex((b) => b !== 0x61); // "a"
     expect(foreign).toBe(-1);
@@ -63,11 +74,7 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
   // gathered into a store buffer that `put` adopts (ForwarderOptions.bodyBuffer). The answer must
   // never be written from that buffer: once the record is evicted it goes to the next record.
   it("a paused test client still gets its upstream's bytes after its record was evicted and its buffer reused", async () => {
-    const sock = connect(svc.port, "127.0.0.1");
-    sock.pause();
-    const chunks: Buffer[] = [];
-    sock.on("data", (c: Buffer) => chunks.push(c));
-    sock.write(`GET /a HTTP/1.1\r\nHost: ${up.authority}\r\nx-mirror-stack: test\r\nx-request-id: ${rid()}\r\nConnection: close\r\n\r\n`);
+    const test = pausedCall(svc.port, up.authority, "test", rid(), "/a");
     await sleep(500); // forwarded and recorded; most of the answer waits in the process
 
     for (const f of FILLS) {
@@ -75,13 +82,8 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
       expect(r.body.equals(bodyOf(f))).toBe(true);
     }
 
-    const ended = new Promise((r) => sock.once("end", r));
-    sock.resume();
-    await ended;
-    const raw = Buffer.concat(chunks);
-    const headEnd = raw.indexOf("\r\n\r\n");
-    expect(raw.subarray(0, headEnd).toString()).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: pass/s);
-    const body = raw.subarray(headEnd + 4);
+    const { head, body } = await test.finish();
+    expect(head).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: pass/s);
     expect(body.length).toBe(SIZE);
     expect(body.findIndex((b) => b !== 0x61)).toBe(-1);
   });

@@ -293,8 +293,9 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     sweepQueued = false;
     if (closed) return;
     const more = records.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
-    const moreMeta = counters.purgeExpired(PURGE_BATCH) === PURGE_BATCH || claims.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
-    if ((more || moreMeta) && !sweepQueued) {
+    const moreCounters = counters.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
+    const moreClaims = claims.purgeExpired(PURGE_BATCH) === PURGE_BATCH;
+    if ((more || moreCounters || moreClaims) && !sweepQueued) {
       sweepQueued = true;
       setImmediate(sweep);
     }

@@ -65,9 +65,10 @@ export function recordHead(h: ReadonlyArray<readonly [string, string]>, cache: s
  * garbage collector, since the socket may still have held it). */
 export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
   if (res.headersSent || res.destroyed) return rec.release?.();
-  res.writeHead(rec.status, recordHead(rec.headers, cache, rec.body.length));
-  if (rec.release === undefined) res.end(rec.body);
-  else res.end(rec.body, () => rec.release!());
+  const body = rec.body; // read once: a store may build it on each read (memory.ts RecordEntry)
+  res.writeHead(rec.status, recordHead(rec.headers, cache, body.length));
+  if (rec.release === undefined) res.end(body);
+  else res.end(body, () => rec.release!());
 }
 
 /** Answer with a catalogue error: JSON body, `x-mirror-cache` from the catalogue (or none). */

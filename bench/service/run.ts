@@ -237,6 +237,10 @@ interface WrkResult {
   non2xx: number;
   socketErrors: number;
   issued: number;
+  /** From ids.lua's "tail" line: p90, p99.9 and the slowest request (ms). */
+  p90ms?: number;
+  p999ms?: number;
+  maxms?: number;
 }
 
 function ms(v: string, unit: string): number {
@@ -264,7 +268,13 @@ function parseWrk(text: string): WrkResult {
     non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
     socketErrors: se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
     issued: num(/^issued (\d+)$/m),
+    ...tail(text),
   };
+}
+
+function tail(text: string): Pick<WrkResult, "p90ms" | "p999ms" | "maxms"> {
+  const m = /^tail (\d+) (\d+) (\d+) (\d+)$/m.exec(text);
+  return m ? { p90ms: Number(m[1]) / 1000, p999ms: Number(m[3]) / 1000, maxms: Number(m[4]) / 1000 } : {};
 }
 
 interface WrkRun {
@@ -339,7 +349,7 @@ async function measure(label: string, port: number, path: string, args: (offset:
     const foreign = foreignCores(before, after, seconds);
     const cpuUs = serverPid && r.requests ? ((treeTicks(after, serverPid) - treeTicks(before, serverPid)) / HZ / r.requests) * 1e6 : undefined;
     offset += r.issued;
-    log(`${label}: ${Math.round(r.rps)} req/s, p99 ${r.p99ms.toFixed(2)} ms${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.socketErrors ? `, ${r.socketErrors} socket errors` : ""}${cpuUs ? `, server CPU ${cpuUs.toFixed(1)} µs/req` : ""}; other processes used ${foreign.toFixed(2)} cores`);
+    log(`${label}: ${Math.round(r.rps)} req/s, p99 ${r.p99ms.toFixed(2)} ms${r.p999ms !== undefined ? ` (p90 ${r.p90ms!.toFixed(2)}, p99.9 ${r.p999ms.toFixed(2)}, max ${r.maxms!.toFixed(1)})` : ""}${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.socketErrors ? `, ${r.socketErrors} socket errors` : ""}${cpuUs ? `, server CPU ${cpuUs.toFixed(1)} µs/req` : ""}; other processes used ${foreign.toFixed(2)} cores`);
     const m: Measured = { ...r, issued: offset - warmupIssued, warmupIssued, foreignCores: foreign, attempts: attempt, serverCpuUsPerReq: cpuUs };
     if (!best || foreign < best.foreignCores) best = m;
     if (foreign <= 0.15 || !retry || attempt >= 3) {
@@ -838,7 +848,8 @@ function report(): Row[] {
   for (const s of SIZES) cmp(`ours: mirror hit, memory, ${s / 1024} KiB (stretch)`, `hit_memory_${s}`, `nginx_${s}`, "nginx", 0.75);
   for (const s of SIZES) cmp(`ours: test path, memory, ${s / 1024} KiB`, `test_${s}`, `forward_${s}`, "forwarder", 0.9);
   for (const s of SIZES) cmp(`ours: mirror hit, redis, ${s / 1024} KiB`, `hit_redis_${s}`, `hit_memory_${s}`, "mirror hit, memory", 0.5);
-  const mo = results.memoryOverhead as { typical: { overheadBeyondBody: number; overheadBeyondPayload: number }; worst: { overheadBeyondBody: number; overheadBeyondPayload: number } } | undefined;
+  type Overhead = { overheadBeyondBody: number; overheadBeyondPayload: number };
+  const mo = results.memoryOverhead as { typical: Overhead; worst: Overhead; exchange?: Overhead } | undefined;
   if (mo) {
     rows.push({
       what: "memory store: bytes/record beyond the body (typical headers)",
@@ -852,6 +863,13 @@ function report(): Row[] {
       ok: mo.worst.overheadBeyondBody <= 512,
       note: `${mo.worst.overheadBeyondBody} B (${mo.worst.overheadBeyondPayload} B beyond body+key+header chars)`,
     });
+    if (mo.exchange)
+      rows.push({
+        what: "memory store: bytes/record beyond the body, recorded as a test call does (typical headers; its sequence counter included)",
+        target: "",
+        ok: undefined,
+        note: `${mo.exchange.overheadBeyondBody} B (${mo.exchange.overheadBeyondPayload} B beyond body+key+header chars)`,
+      });
   }
   const soak = results.soak as { growth: number | null; rssSteadyFirstHalfBytes: number; rssSteadySecondHalfBytes: number; seconds: number; rps: number; non2xx: number } | undefined;
   if (soak) {

@@ -39,10 +39,12 @@ import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
 import { StoreUnavailableError, type Begin, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
 
-/** Bytes counted per record on top of its body, headers and key: the map entry and TTL-list links, the
- * StoredResponse object, the Buffer view and the headers array (measured on Node 20 x64, see
- * bench/service/run.ts `memory` section). */
-export const RECORD_OVERHEAD = 256;
+/** Bytes counted per record on top of its body, headers and key: the map entry and TTL-list links,
+ * the record object and the headers array. Measured on Node 20 x64 (bench/service/run.ts `memory`
+ * section, four headers): 80 B beyond the body, key and header characters when header pairs repeat
+ * across records, 266 B when every record has header values of its own; with HEADER_OVERHEAD per
+ * pair, the budget counts at least what the worst case uses. */
+export const RECORD_OVERHEAD = 160;
 /** Bytes counted per header pair on top of the name and value characters (the pair array). */
 export const HEADER_OVERHEAD = 32;
 /** Bytes counted per sequence counter or claim on top of its key characters. */
@@ -90,26 +92,30 @@ export const SLAB_BYTES = 128 * 1024;
  * it that the budget did not count. A full store held ~180k ArrayBuffers at 1 KiB, which V8
  * sweeps on the main thread around every full collection (8–16 ms steps, `--trace-gc-nvp`
  * `sweep_array_buffers`; the test path's p99 did not move measurably without them, though).
- * Records leave the store about in the order they came (TTL, least recently used), so slabs die
- * in order too; a record that outlives its neighbours keeps at most one slab alive, until its TTL. */
-function createSlabs(): { copy(body: Buffer): Buffer; clear(): void } {
-  let slab: Buffer | null = null;
-  let used = 0;
+ * A record keeps the slab's one Buffer and its own offset and length, not a Buffer view of its
+ * own: a view is ~100 B of heap, a quarter of what a record costs beyond its body (see
+ * RecordEntry.body). Records leave the store about in the order they came (TTL, least recently
+ * used), so slabs die in order too; a record that outlives its neighbours keeps at most one slab
+ * alive, until its TTL. */
+function createSlabs(): { copy(body: Buffer): number; slab: Buffer; clear(): void } {
+  let used = SLAB_BYTES;
   return {
+    /** Copies `body` into `this.slab` (a new one when it does not fit) and returns its offset. */
     copy(body) {
       const n = body.length;
-      if (n === 0) return EMPTY_BODY; // (not `body`: an empty view would keep its buffer alive)
-      if (slab === null || used + n > SLAB_BYTES) {
-        slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      if (used + n > SLAB_BYTES) {
+        this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
         used = 0;
       }
-      const out = slab.subarray(used, used + n);
-      body.copy(out);
+      const at = used;
+      body.copy(this.slab, at);
       used += (n + 7) & ~7; // 8-byte aligned, like an allocation of its own
-      return out;
+      return at;
     },
+    slab: EMPTY_BODY,
     clear() {
-      slab = null;
+      this.slab = EMPTY_BODY;
+      used = SLAB_BYTES;
     },
   };
 }
@@ -177,10 +183,20 @@ class RecordEntry extends LruEntry implements StoredResponse {
     key: string,
     readonly status: number,
     readonly headers: Array<[string, string]>,
-    readonly body: Buffer,
-    bodyBytes = body.length,
+    /** The body's bytes are `buf[off, off + len)`: a slab shared with other records, or the
+     * record's own buffer (off 0, len its length). */
+    protected readonly buf: Buffer,
+    private readonly off: number,
+    private readonly len: number,
+    bodyBytes = len,
   ) {
     super(key, sizeOf(key, headers, bodyBytes));
+  }
+  /** The body as a Buffer: the record's own buffer, or a view of its slab made on each read (a
+   * short-lived object, where a view kept per record would cost ~100 B of heap per record). */
+  get body(): Buffer {
+    const b = this.buf;
+    return this.off === 0 && this.len === b.length ? b : b.subarray(this.off, this.off + this.len);
   }
   /** A reader more (see PooledRecordEntry). */
   lease(_readers: number): this {
@@ -199,15 +215,21 @@ class RecordEntry extends LruEntry implements StoredResponse {
 class PooledRecordEntry extends RecordEntry {
   /** 1 while in the store, plus one per reader that has not released it yet. */
   private leases = 1;
-  constructor(key: string, status: number, headers: Array<[string, string]>, body: Buffer, private readonly pool: BodyPool) {
-    super(key, status, headers, body, body.buffer.byteLength); // the whole buffer counts
+  constructor(
+    key: string,
+    status: number,
+    headers: Array<[string, string]>,
+    own: Buffer,
+    private readonly pool: BodyPool,
+  ) {
+    super(key, status, headers, own, 0, own.length, own.buffer.byteLength); // the whole buffer counts
   }
   override lease(readers: number): this {
     this.leases += readers;
     return this;
   }
   override release = (): void => {
-    if (--this.leases === 0) this.pool.give(this.body);
+    if (--this.leases === 0) this.pool.give(this.buf);
   };
 }
 
@@ -315,8 +337,9 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   }
 
   /** Moves the tuple's counter of `stack` on and returns the counter: `n` of this call is
-   * `countOf(stack, counter) - 1` (see `sequence`). */
-  function count(stack: Stack, tuple: string, ttlMs: number): CounterEntry {
+   * `countOf(stack, counter) - 1` (see `sequence`). `firstKey`: the record key of n = 0, when the
+   * caller has built it, for a new counter to be keyed by a slice of it (see `begin`). */
+  function count(stack: Stack, tuple: string, ttlMs: number, firstKey?: string): CounterEntry {
     // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
     // of an exchange updates the entry its test call created instead of adding a key of its
     // own (half the memory, and no new key on the mirror hit path).
@@ -326,7 +349,10 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     const next = stack === "test" ? v + 1 : v + COUNT_SPAN;
     // A new TTL from now, like INCR + PEXPIRE on Redis.
     if (e === undefined) {
-      const c = new CounterEntry(flatten(tuple), next);
+      // Keyed by a slice of the first record's key when there is one (V8 keeps a slice as a
+      // reference into that string, ~24 B, where a copy of the tuple is ~110 B), else by the
+      // flat tuple.
+      const c = new CounterEntry(firstKey === undefined ? flatten(tuple) : firstKey.slice(0, tuple.length), next);
       counters.insert(c, ttlOf(ttlMs)); // absent: `get` just missed (and dropped an expired one)
       return c;
     }
@@ -373,9 +399,12 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     begin(tuple: string, ttlMs: number, claimTtlMs: number): Promise<Begin> {
       if (closed) return Promise.reject(closedError());
       try {
-        const c = count("test", tuple, ttlMs);
+        // Nearly every test call is the first of its tuple: its key is built before counting, so
+        // that a new counter can be keyed by a slice of it (and is rebuilt when n > 0).
+        const first = flatten(callKey(tuple, 0));
+        const c = count("test", tuple, ttlMs, first);
         const n = countOf("test", c.value) - 1;
-        const key = flatten(callKey(tuple, n));
+        const key = n === 0 ? first : flatten(callKey(tuple, n));
         return Promise.resolve({ key, won: tryClaim(key, ttlOf(claimTtlMs), n === 0 ? c : null) });
       } catch (err) {
         return Promise.reject(err);
@@ -413,7 +442,11 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
           body.copy(own);
         }
         v = new PooledRecordEntry(key, value.status, headers, own, pool);
-      } else v = new RecordEntry(key, value.status, headers, slabs.copy(body));
+      } else if (body.length === 0) v = new RecordEntry(key, value.status, headers, EMPTY_BODY, 0, 0); // never a view of the caller's buffer, which it would keep alive
+      else {
+        const at = slabs.copy(body);
+        v = new RecordEntry(key, value.status, headers, slabs.slab, at, body.length);
+      }
       // A record larger than the whole budget is not kept (set refuses it and drops any older
       // record under that key), but its waiters still get it below.
       const stored = records.set(v, ttl);

@@ -133,6 +133,8 @@ describe("memory store", () => {
     const last = await store.get(`f${n - 1}`);
     expect(last?.body.buffer).not.toBe(a?.body.buffer);
     expect(last?.body.equals(Buffer.alloc(1000, (n - 1) & 0xff))).toBe(true);
+    // each record reads its own bytes back, in either slab (a record keeps its slab and its offset)
+    for (let i = 0; i < n; i++) expect((await store.get(`f${i}`))?.body.equals(Buffer.alloc(1000, i & 0xff)), `f${i}`).toBe(true);
     await store.close();
   });
 

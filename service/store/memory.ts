@@ -337,9 +337,9 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   }
 
   /** Moves the tuple's counter of `stack` on and returns the counter: `n` of this call is
-   * `countOf(stack, counter) - 1` (see `sequence`). `firstKey`: the record key of n = 0, when the
-   * caller has built it, for a new counter to be keyed by a slice of it (see `begin`). */
-  function count(stack: Stack, tuple: string, ttlMs: number, firstKey?: string): CounterEntry {
+   * `countOf(stack, counter) - 1` (see `sequence`). A new counter is keyed by `tuple` itself,
+   * flattened (`begin` passes a slice of the record key, which is already flat). */
+  function count(stack: Stack, tuple: string, ttlMs: number): CounterEntry {
     // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
     // of an exchange updates the entry its test call created instead of adding a key of its
     // own (half the memory, and no new key on the mirror hit path).
@@ -349,10 +349,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     const next = stack === "test" ? v + 1 : v + COUNT_SPAN;
     // A new TTL from now, like INCR + PEXPIRE on Redis.
     if (e === undefined) {
-      // Keyed by a slice of the first record's key when there is one (V8 keeps a slice as a
-      // reference into that string, ~24 B, where a copy of the tuple is ~110 B), else by the
-      // flat tuple.
-      const c = new CounterEntry(firstKey === undefined ? flatten(tuple) : firstKey.slice(0, tuple.length), next);
+      const c = new CounterEntry(flatten(tuple), next);
       counters.insert(c, ttlOf(ttlMs)); // absent: `get` just missed (and dropped an expired one)
       return c;
     }
@@ -399,13 +396,16 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     begin(tuple: string, ttlMs: number, claimTtlMs: number): Promise<Begin> {
       if (closed) return Promise.reject(closedError());
       try {
-        // Nearly every test call is the first of its tuple: its key is built before counting, so
-        // that a new counter can be keyed by a slice of it (and is rebuilt when n > 0).
+        const claimTtl = ttlOf(claimTtlMs); // checked before the counter moves, as on Redis
+        // Nearly every test call is the first of its tuple: its key is built before counting, and
+        // the counter is looked up (and, when new, keyed) by a slice of it. V8 keeps a slice as a
+        // reference into the flat key (~24 B, where a flat copy of the tuple is ~110 B), and the
+        // tuple's own rope is never flattened. The key is rebuilt when n > 0.
         const first = flatten(callKey(tuple, 0));
-        const c = count("test", tuple, ttlMs, first);
+        const c = count("test", first.slice(0, tuple.length), ttlMs);
         const n = countOf("test", c.value) - 1;
         const key = n === 0 ? first : flatten(callKey(tuple, n));
-        return Promise.resolve({ key, won: tryClaim(key, ttlOf(claimTtlMs), n === 0 ? c : null) });
+        return Promise.resolve({ key, won: tryClaim(key, claimTtl, n === 0 ? c : null) });
       } catch (err) {
         return Promise.reject(err);
       }

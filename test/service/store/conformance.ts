@@ -332,6 +332,13 @@ export function describeCacheStore(name: string, makeStore: MakeStore): void {
         expect(await store.begin(t, TTL, TTL)).toEqual({ key: callKey(t, 0), won: true });
       });
 
+      it("begin-with-an-invalid-ttl-rejects-and-does-not-count", async () => {
+        const t = "rid\nGET\nh\n/bad-ttl";
+        await expect(store.begin(t, TTL, 0)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.begin(t, Number.NaN, TTL)).rejects.toBeInstanceOf(TypeError);
+        expect(await store.begin(t, TTL, TTL)).toEqual({ key: callKey(t, 0), won: true });
+      });
+
       it("begin-after-close-rejects-with-store-unavailable", async () => {
         await store.close();
         await expect(store.begin("t", TTL, TTL)).rejects.toBeInstanceOf(StoreUnavailableError);

@@ -7,6 +7,8 @@ import { ERRORS, errorBody, type ErrorCode } from "./errors.ts";
 import type { Metrics, Outcome } from "./metrics.ts";
 import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse } from "./store/types.ts";
 
+export type { Lookup, StoredResponse } from "./store/types.ts";
+
 export interface Call {
   readonly stack: Stack;
   readonly requestId: string;

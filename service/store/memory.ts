@@ -379,15 +379,19 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       }
     },
 
+    lookupNow(stack: Stack, tuple: string, ttlMs: number): Lookup {
+      if (closed) throw closedError();
+      const c = count(stack, tuple, ttlMs);
+      const n = countOf(stack, c.value) - 1;
+      // The tuple's first record through the counter's link: no second map lookup.
+      if (n === 0 && c.first !== null && records.touch(c.first)) return { key: callKey(tuple, 0), record: c.first.lease(1) };
+      const key = callKey(tuple, n);
+      return { key, record: records.get(key)?.lease(1) };
+    },
+
     lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
-      if (closed) return Promise.reject(closedError());
       try {
-        const c = count(stack, tuple, ttlMs);
-        const n = countOf(stack, c.value) - 1;
-        // The tuple's first record through the counter's link: no second map lookup.
-        if (n === 0 && c.first !== null && records.touch(c.first)) return Promise.resolve({ key: callKey(tuple, 0), record: c.first.lease(1) });
-        const key = callKey(tuple, n);
-        return Promise.resolve({ key, record: records.get(key)?.lease(1) });
+        return Promise.resolve(store.lookupNow!(stack, tuple, ttlMs));
       } catch (err) {
         return Promise.reject(err);
       }

@@ -59,6 +59,10 @@ export interface CacheStore {
    * trip on Redis): the mirror call's first step. */
   lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup>;
 
+  /** Optional: `lookup` answered synchronously, by a store whose data lives in this process
+   * (memory); throws where `lookup` rejects. A mirror hit then costs no promise and no await. */
+  lookupNow?(stack: Stack, tuple: string, ttlMs: number): Lookup;
+
   /** `sequence("test", tuple, ttlMs)` then `claim(callKey(tuple, n), claimTtlMs)` as one
    * operation (one round trip on Redis): the test call's first step. */
   begin(tuple: string, ttlMs: number, claimTtlMs: number): Promise<Begin>;

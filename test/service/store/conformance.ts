@@ -276,6 +276,27 @@ export function describeCacheStore(name: string, makeStore: MakeStore): void {
         await store.close();
         await expect(store.lookup("mirror", "t", TTL)).rejects.toBeInstanceOf(StoreUnavailableError);
       });
+
+      // Optional method: skipped (not passed) for a store without it.
+      it("lookupnow-shares-the-counter-and-records-of-lookup", async (ctx) => {
+        if (store.lookupNow === undefined) return ctx.skip();
+        const t = "rid\nGET\nh\n/now";
+        await store.put(callKey(t, 1), record("n=1"), TTL);
+        expect(store.lookupNow("mirror", t, TTL)).toEqual({ key: callKey(t, 0), record: undefined });
+        const a = store.lookupNow("mirror", t, TTL);
+        expect(a.key).toBe(callKey(t, 1));
+        expect(a.record?.body.toString()).toBe("n=1");
+        a.record?.release?.();
+        expect((await store.lookup("mirror", t, TTL)).key).toBe(callKey(t, 2));
+        expect(store.lookupNow("mirror", t, TTL).key).toBe(callKey(t, 3));
+        expect(await store.sequence("test", t, TTL)).toBe(0);
+      });
+
+      it("lookupnow-after-close-throws-store-unavailable", async (ctx) => {
+        if (store.lookupNow === undefined) return ctx.skip();
+        await store.close();
+        expect(() => store.lookupNow!("mirror", "t", TTL)).toThrow(StoreUnavailableError);
+      });
     });
 
     describe("begin", () => {

@@ -97,10 +97,10 @@ export async function buildApp(options: AppOptions): Promise<MirrorCacheApp> {
     // request exists: answered with the catalogue's JSON on the socket, then the socket is closed.
     clientErrorHandler: (err, socket) => clientError(err, socket),
     // Every request on the server goes straight to `dispatch`, not through Fastify's router:
-    // the service has one catch-all route that hijacks its reply, so the router, Request and
-    // Reply objects were pure per-call cost (measured: ~2 µs of a ~19 µs hit). The route stays
-    // registered for `inject()`, which calls Fastify's handler, not the server's; both end in
-    // `dispatch`. Server timeouts are set as Fastify sets them on a server it creates.
+    // the service has one catch-all route that hijacks its reply, so the router and Fastify's
+    // Request and Reply objects were only per-call cost. The route stays registered for
+    // `inject()`, which calls Fastify's handler, not the server's; both end in `dispatch`.
+    // Server timeouts are set as Fastify sets them on a server it creates.
     serverFactory: (_fastifyHandler, opts) => {
       // Fastify's options with its defaults filled in.
       const o = opts as { keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number; maxRequestsPerSocket: number | null };

@@ -1,6 +1,7 @@
 // A mirror call: answered from the record of its test call, never from an upstream. This module
 // is given the store and nothing that can open a connection (no forwarder, no dispatcher), and it
-// only ever reads records (`lookup` counts and reads, `wait` reads) — it never `put`s or `claim`s.
+// only ever reads records (`lookup` and `lookupNow` count and read, `wait` reads) — it never
+// `put`s or `claim`s.
 import { sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps, type Lookup, type StoredResponse } from "./call.ts";
 
 export interface MirrorDeps extends HandlerDeps {

@@ -144,6 +144,15 @@ export function discardRest(req: IncomingMessage): Promise<void> {
   });
 }
 
+/** The request carries a body: chunked, or a Content-Length other than 0 (an HTTP/1.1 request
+ * with neither has none). */
+export function hasBody(call: Call): boolean {
+  const h = call.req.headers;
+  if (h["transfer-encoding"] !== undefined) return true;
+  const cl = h["content-length"];
+  return cl !== undefined && cl !== "0";
+}
+
 /** Body over the limit, known from Content-Length: refused before anything else. */
 export function declaredBodyTooLarge(call: Call, limit: number): boolean {
   const cl = call.req.headers["content-length"];

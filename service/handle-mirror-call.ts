@@ -2,7 +2,7 @@
 // is given the store and nothing that can open a connection (no forwarder, no dispatcher), and it
 // only ever reads records (`lookup` and `lookupNow` count and read, `wait` reads) — it never
 // `put`s or `claim`s.
-import { sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps, type Lookup, type StoredResponse } from "./call.ts";
+import { sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, hasBody, nowSeconds, type Call, type HandlerDeps, type Lookup, type StoredResponse } from "./call.ts";
 
 export interface MirrorDeps extends HandlerDeps {
   readonly waitMs: number;
@@ -79,7 +79,7 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
     // The common case, answered within the request event: a store that reads synchronously
     // (memory) and a call without a body (a GET's). No body is arriving, so there is nothing to
     // drain before answering; a call with one takes the path that drains it first.
-    if (lookupNow !== undefined && hasNoBody(call)) {
+    if (lookupNow !== undefined && !hasBody(call)) {
       let found: Lookup;
       try {
         found = lookupNow("mirror", call.tuple, ttlMs);
@@ -91,13 +91,4 @@ export function createMirrorHandler(deps: MirrorDeps): (call: Call) => Promise<v
     }
     return lookupThenAnswer(call);
   };
-}
-
-/** The request has no body to read: complete already, or framed with neither a length nor
- * chunked transfer coding (HTTP/1.1: such a request has no body). */
-function hasNoBody(call: Call): boolean {
-  const req = call.req;
-  if (req.complete) return true;
-  const h = req.headers;
-  return h["transfer-encoding"] === undefined && (h["content-length"] === undefined || h["content-length"] === "0");
 }

@@ -13,7 +13,7 @@
 // caller's answer is cut (its connection destroyed): it has a head and part of a body that can
 // no longer be completed or replaced.
 import type { ServerResponse } from "node:http";
-import { OUTCOME, recordHead, sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
+import { OUTCOME, recordHead, sendError, sendRecord, storeFailed, declaredBodyTooLarge, discardRest, hasBody, nowSeconds, type Call, type HandlerDeps } from "./call.ts";
 import { ERRORS } from "./errors.ts";
 import { limitBody, upstreamRequestHeaders, type AnswerStream, type Forwarder } from "./forward.ts";
 import type { Readable } from "node:stream";
@@ -23,13 +23,6 @@ export interface TestDeps extends HandlerDeps {
   readonly stackHeader: string;
   /** How long a claim holds, and how long a test call that lost its claim waits for the record. */
   readonly claimTtlMs: number;
-}
-
-function hasBody(call: Call): boolean {
-  const h = call.req.headers;
-  if (h["transfer-encoding"] !== undefined) return true;
-  const cl = h["content-length"];
-  return cl !== undefined && cl !== "0";
 }
 
 /** The test call's answer as an AnswerStream. It declines (the answer is then taken whole) while

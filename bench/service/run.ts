@@ -610,6 +610,11 @@ function medianRun(rounds: Measured[]): Measured {
   return rounds.length > 1 ? { ...m, roundsRps: rounds.map((x) => x.rps) } : m;
 }
 
+/** The mean (0 for none). */
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -635,9 +640,10 @@ function median(xs: number[]): number {
  *     connections then wait MIRROR_CACHE_WAIT_MS for records that never come, past the run's end,
  *     so neither non-2xx answers nor latencies show it, only a lower req/s.
  */
-/** How long the hit run of `kind`/`size` measures and how many records it prefills: enough for
- * the expected rate over warm-up + run, shortened to what `--record-gb` holds. */
-function hitPlan(kind: "memory" | "redis", size: number): { seconds: number; warmup: number; needed: number; shortened: boolean } {
+/** How many records a hit round of `kind`/`size` prefills, and how long it warms up: enough for
+ * the expected rate over warm-up + run, at most what `--record-gb` holds. (How long the run then
+ * measures is fitted to its warm-up: see HIT_FIT_MARGIN.) */
+function hitPlan(kind: "memory" | "redis", size: number): { warmup: number; needed: number; shortened: boolean } {
   // Expected rate: the baseline's (a disturbed baseline reads low, so never below a floor).
   const est =
     kind === "memory"
@@ -645,12 +651,10 @@ function hitPlan(kind: "memory" | "redis", size: number): { seconds: number; war
       : Math.max(5_000, 1.3 * (runs[`hit_memory_${size}`]?.rps ?? 20_000));
   const maxRecords = Math.floor((RECORD_GB * 1024 ** 3) / (size + 1024));
   const needed = Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000;
-  if (needed <= maxRecords) return { seconds: DURATION, warmup: WARMUP, needed, shortened: false };
+  if (needed <= maxRecords) return { warmup: WARMUP, needed, shortened: false };
   // Short of records: a 1 s warm-up (the prefill's test calls already ran the shared code hot),
-  // and all the records --record-gb holds; the run then lasts what the warm-up's rate says they
-  // cover (see HIT_FIT_MARGIN).
-  const seconds = Math.min(DURATION, Math.max(1, Math.floor(maxRecords / (est * HIT_FIT_MARGIN)) - 1));
-  return { seconds, warmup: 1, needed: maxRecords, shortened: true };
+  // and all the records --record-gb holds.
+  return { warmup: 1, needed: maxRecords, shortened: true };
 }
 
 /** A hit run lasts at most (records left after the warm-up) / (warm-up rate × this): a run that
@@ -674,14 +678,14 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
   const rounds = kind === "memory" ? ROUNDS : 1;
   try {
     for (const size of sizes) {
-      const { seconds, warmup, needed, shortened } = hitPlan(kind, size);
+      const { warmup, needed, shortened } = hitPlan(kind, size);
       if (shortened) notes.push(`hit ${kind} ${size} B: ${needed} prefilled records per round are what --record-gb ${RECORD_GB} holds: a ${warmup} s warm-up, and each round measures for as long as its records last at the warm-up's rate (at most ${DURATION} s)`);
       const hits: Measured[] = [];
       const beside: Array<[Measured, Measured]> = [];
       const prefills: unknown[] = [];
       for (let round = 1; round <= rounds; round++) {
         const of = rounds > 1 ? ` (round ${round}/${rounds})` : "";
-        const r = await hitRound(kind, size, round, of, { seconds, warmup }, needed, host, async () => {
+        const r = await hitRound(kind, size, round, of, warmup, needed, host, async () => {
           if (kind === "memory") return;
           if (!redis) {
             redis = await startRedis();
@@ -701,7 +705,6 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
       results[`hit_${kind}_${size}_prefill`] = rounds > 1 ? prefills : prefills[0];
       if (beside.length === hits.length && beside.length > 0) {
         const all = beside.flat();
-        const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
         const cpu = all.every((m) => m.serverCpuUsPerReq) ? mean(all.map((m) => m.serverCpuUsPerReq!)) : undefined;
         runs[`bare_beside_hit_${size}`] = {
           ...all[0],
@@ -733,7 +736,7 @@ async function hitRound(
   size: number,
   round: number,
   of: string,
-  plan: { seconds: number; warmup: number },
+  warmup: number,
   needed: number,
   host: string,
   storeEnv: () => Promise<Record<string, string> | undefined>,
@@ -777,7 +780,7 @@ async function hitRound(
       if (secs < 1) throw new Error(`hit ${kind} ${size} B${of}: the warm-up (${Math.round(w.rps)} req/s) left records for less than 1 s: raise --record-gb`);
       return secs;
     };
-    const hit = await measure(`ours mirror hit (${kind}) ${size} B${of}`, p.port, `/bytes/${size}`, (offset) => ["mirror", ranges.join(","), String(offset), host], plan.seconds, false, p.pid, { warmupSeconds: plan.warmup, fit });
+    const hit = await measure(`ours mirror hit (${kind}) ${size} B${of}`, p.port, `/bytes/${size}`, (offset) => ["mirror", ranges.join(","), String(offset), host], DURATION, false, p.pid, { warmupSeconds: warmup, fit });
     const after = bare ? await bareRun("after") : undefined;
     const used = hit.warmupIssued + hit.issued;
     // `used` counts every id sent, answered or not: one past `usable` had no record.
@@ -821,7 +824,6 @@ async function benchSoak(): Promise<void> {
     const from = Math.max(15, SOAK / 4);
     const steady = samples.filter(([t]) => t >= from).map(([, v]) => v);
     const half = Math.floor(steady.length / 2);
-    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
     const firstHalf = mean(steady.slice(0, half));
     const secondHalf = mean(steady.slice(half));
     results.soak = {

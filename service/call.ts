@@ -67,7 +67,7 @@ export function recordHead(h: ReadonlyArray<readonly [string, string]>, cache: s
  * garbage collector, since the socket may still have held it). */
 export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
   if (res.headersSent || res.destroyed) return rec.release?.();
-  const body = rec.body; // read once: a store may build it on each read (memory.ts RecordEntry)
+  const body = rec.body; // read once: a getter may build it on each read
   res.writeHead(rec.status, recordHead(rec.headers, cache, body.length));
   if (rec.release === undefined) res.end(body);
   else res.end(body, () => rec.release!());

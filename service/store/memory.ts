@@ -1,23 +1,25 @@
 // In-memory CacheStore: one process, records in an LRU with a byte budget and a TTL per record.
 //
-// Records:   an ExpiringLru (expiring-lru.ts) whose byte budget is `maxBytes`, each record
+// Records:   an OffHeapLru (offheap-lru.ts) whose byte budget is `maxBytes`, each record
 //            counted as body + Σ(header name + value + HEADER_OVERHEAD) + key + RECORD_OVERHEAD
-//            (the overheads are measured by `npx tsx bench/service/run.ts --only memory`).
-// Metadata:  sequence counters (keyed by the tuple itself) and claims (keyed by the record key,
-//            in flight only) are two more ExpiringLrus that share the metadata byte budget
-//            (`maxMetaBytes`, default a quarter of `maxBytes`: counters get three quarters of it,
-//            claims one), so a client sending endless unique tuples evicts old counters instead of
-//            growing memory without limit. Claims have a map of their own because they are few
-//            and short-lived: their inserts and deletes then stay in a small, cache-warm table
-//            instead of churning the large counter map.
-// Hit path:  a tuple's counter links to the tuple's first record (n = 0, nearly every call), so
-//            a mirror hit costs one map lookup (the counter it must update anyway), not two: the
-//            record map is probed with the full key only for n > 0. The link is made by `put`
-//            from the claim `begin` took (which knows its counter), and cleared when either side
-//            leaves, so it never keeps an evicted body alive.
-// Test path: `begin` is one counter lookup and one record probe (plus the claim's small map);
-//            `put` one record insert. Every key is hashed once: the same string objects are
-//            passed along (V8 caches a string's hash in the string).
+//            (the overheads are measured by `npx tsx bench/service/run.ts --only memory`). A
+//            record is a slot: its key's characters and its index entry live in typed arrays and
+//            slabs, its status and body location in arrays of this module indexed by slot, so a
+//            record costs the JS heap one pointer (its header list, shared between records with
+//            the same headers) instead of several objects. Why: V8's young-generation collections
+//            walk the old generation's pages, and with a million records held as objects each
+//            took ~1 ms instead of ~0.2 ms, the mirror hit's p99 (README, "Benchmarks").
+// Metadata:  sequence counters (an OffHeapLru keyed by the tuple) and claims (an ExpiringLru keyed
+//            by the record key, in flight only) share the metadata byte budget (`maxMetaBytes`,
+//            default a quarter of `maxBytes`: counters get three quarters of it, claims one), so
+//            a client sending endless unique tuples evicts old counters instead of growing memory
+//            without limit. Claims have a map of their own because they are few and short-lived:
+//            their inserts and deletes then stay in a small, cache-warm table.
+// Hit path:  a tuple's counter links to the tuple's first record (n = 0, nearly every call) by
+//            slot and generation, so a mirror hit costs one table lookup (the counter it must
+//            update anyway), not two: the records are probed with the full key only for n > 0.
+//            The link is made by `put` from the claim `begin` took (which knows its counter), and
+//            a record that left (evicted, replaced, expired) no longer matches its generation.
 // Expiry:    reads never see an expired entry; a background sweep drops expired entries in
 //            batches of PURGE_BATCH, yielding to I/O between batches, so no pause grows with the
 //            number of records.
@@ -25,25 +27,28 @@
 //            value it stores (even when the value is too large to be kept), a timer or an abort
 //            signal resolves one with `undefined`, `close` resolves them all with `undefined`.
 //
-// `put` keeps its own StoredResponse (same status, equal headers, same body bytes; header lists
-// and header pair arrays shared between records), and `get`/`lookup`/`wait` return that object
-// itself, without copying: callers must treat a StoredResponse as immutable. Smaller bodies are
-// copied into shared slabs (see createSlabs). Bodies of
-// POOL_MIN_BYTES and more are copied into reused buffers (body-pool.ts), or adopted as they are
-// when `bodyBuffer` handed them out (the forwarder gathers a streamed answer into one): each
-// record handed out is leased, and its `release()` (called by sendRecord once the answer is
-// written) lets the buffer be reused after the record has left the store.
+// `put` keeps its own copy (same status, equal headers, same body bytes; header lists and header
+// pair arrays shared between records), and `get`/`lookup`/`wait` return a view of it, without
+// copying the body: callers must treat a StoredResponse as immutable. Smaller bodies are copied
+// into shared slabs (SLAB_BYTES, slab-arena.ts). Bodies of POOL_MIN_BYTES and more are copied into
+// reused buffers (body-pool.ts), or adopted as they are when `bodyBuffer` handed them out (the
+// forwarder gathers a streamed answer into one): each view of such a record is leased, and its
+// `release()` (called by sendRecord once the answer is written) lets the buffer be reused after
+// the record has left the store.
 import { callKey } from "../key.ts";
 import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
+import { OffHeapLru } from "./offheap-lru.ts";
+import { SlabArena } from "./slab-arena.ts";
 import { StoreUnavailableError, type Begin, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
 
-/** Bytes counted per record on top of its body, headers and key: the map entry and TTL-list links,
- * the record object and the headers array. Measured on Node 20 x64 (bench/service/run.ts `memory`
- * section, four headers): 80 B beyond the body, key and header characters when header pairs repeat
- * across records, 266 B when every record has header values of its own; with HEADER_OVERHEAD per
- * pair, the budget counts at least what the worst case uses. */
+/** Bytes counted per record on top of its body, headers and key: its slot in the typed arrays
+ * (~94 B, up to twice that just after they doubled) and the body's alignment. Measured on Node 20
+ * x64 (bench/service/run.ts `memory` section, four headers, 100k records): 14 B beyond the body,
+ * key and header characters when header pairs repeat across records, 203 B when every record has
+ * header values of its own (JS strings and pair arrays); with HEADER_OVERHEAD per pair, the
+ * budget counts at least what the worst case uses. */
 export const RECORD_OVERHEAD = 160;
 /** Bytes counted per header pair on top of the name and value characters (the pair array). */
 export const HEADER_OVERHEAD = 32;
@@ -82,43 +87,11 @@ function sizeOf(key: string, h: ReadonlyArray<readonly [string, string]>, bodyBy
 
 const EMPTY_BODY = Buffer.alloc(0);
 
-/** Small bodies (under POOL_MIN_BYTES) are copied into shared slabs of this size. */
+/** Small bodies (under POOL_MIN_BYTES) are copied into shared slabs of this size (see
+ * slab-arena.ts): one ArrayBuffer for the hundred or so records written after one another, where
+ * a body of its own per record (a view of the socket read it arrived in, as it once was) made V8
+ * sweep hundreds of thousands of ArrayBuffers on the main thread around every full collection. */
 export const SLAB_BYTES = 128 * 1024;
-
-/** A bump allocator of small record bodies: each body is copied into the current slab (one
- * ArrayBuffer shared by the hundred or so records written after one another), and a slab is freed
- * by the garbage collector once no record in it is left. Why: a recorded body used to be a view
- * into the socket read it arrived in, one ArrayBuffer per record, with the answer's head bytes in
- * it that the budget did not count. A full store held ~180k ArrayBuffers at 1 KiB, which V8
- * sweeps on the main thread around every full collection (8–16 ms steps, `--trace-gc-nvp`
- * `sweep_array_buffers`; the test path's p99 did not move measurably without them, though).
- * A record keeps the slab's one Buffer and its own offset and length, not a Buffer view of its
- * own: a view is ~100 B of heap, a quarter of what a record costs beyond its body (see
- * RecordEntry.body). Records leave the store about in the order they came (TTL, least recently
- * used), so slabs die in order too; a record that outlives its neighbours keeps at most one slab
- * alive, until its TTL. */
-function createSlabs(): { copy(body: Buffer): number; slab: Buffer; clear(): void } {
-  let used = SLAB_BYTES;
-  return {
-    /** Copies `body` into `this.slab` (a new one when it does not fit) and returns its offset. */
-    copy(body) {
-      const n = body.length;
-      if (used + n > SLAB_BYTES) {
-        this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-        used = 0;
-      }
-      const at = used;
-      body.copy(this.slab, at);
-      used += (n + 7) & ~7; // 8-byte aligned, like an allocation of its own
-      return at;
-    },
-    slab: EMPTY_BODY,
-    clear() {
-      this.slab = EMPTY_BODY;
-      used = SLAB_BYTES;
-    },
-  };
-}
 
 function positiveInt(name: string, v: number): number {
   if (!Number.isFinite(v) || v <= 0) throw new TypeError(`${name} must be a positive number (got ${v})`);
@@ -127,8 +100,8 @@ function positiveInt(name: string, v: number): number {
 
 // The service builds keys by concatenation (`tuple + "\n" + n`), which V8 keeps as a rope of
 // ConsStrings pointing at every piece (request id, authority, path…): ~700 B for a typical key
-// when kept as is. Reading a character flattens the rope into one sequential string, so the
-// store retains only that. (The result goes to a module variable so it is not optimized away.)
+// when kept as is. Reading a character flattens the rope into one sequential string, so a string
+// the store keeps (a claim's key, a header) retains only that. (The result goes to a module variable so it is not optimized away.)
 let flatSink = 0;
 export function flatten(s: string): string {
   flatSink ^= s.charCodeAt(0);
@@ -177,99 +150,6 @@ function sameHeaders(a: ReadonlyArray<readonly [string, string]>, b: ReadonlyArr
   return true;
 }
 
-/** A record as the store keeps it: the StoredResponse and its map entry in one object. */
-class RecordEntry extends LruEntry implements StoredResponse {
-  constructor(
-    key: string,
-    readonly status: number,
-    readonly headers: Array<[string, string]>,
-    /** The body's bytes are `buf[off, off + len)`: a slab shared with other records, or the
-     * record's own buffer (off 0, len its length). */
-    protected readonly buf: Buffer,
-    private readonly off: number,
-    private readonly len: number,
-    bodyBytes = len,
-  ) {
-    super(key, sizeOf(key, headers, bodyBytes));
-  }
-  /** The body as a Buffer: the record's own buffer, or a view of its slab made on each read (a
-   * short-lived object, where a view kept per record would cost ~100 B of heap per record). */
-  get body(): Buffer {
-    const b = this.buf;
-    return this.off === 0 && this.len === b.length ? b : b.subarray(this.off, this.off + this.len);
-  }
-  /** A reader more (see PooledRecordEntry). */
-  lease(_readers: number): this {
-    return this;
-  }
-  /** Only on pooled records: a plain record's body is the garbage collector's, and its readers
-   * then skip the release callback entirely. */
-  declare release?: () => void;
-  /** The counter of this record's tuple, when this is the tuple's first record (n = 0) and the
-   * counter links to it (see CounterEntry.first). */
-  owner: CounterEntry | null = null;
-}
-
-/** A record whose body is a BodyPool buffer: the buffer goes back to the pool once the record has
- * left the store and every reader it was handed to has released it. */
-class PooledRecordEntry extends RecordEntry {
-  /** 1 while in the store, plus one per reader that has not released it yet. */
-  private leases = 1;
-  constructor(
-    key: string,
-    status: number,
-    headers: Array<[string, string]>,
-    own: Buffer,
-    private readonly pool: BodyPool,
-  ) {
-    super(key, status, headers, own, 0, own.length, own.buffer.byteLength); // the whole buffer counts
-  }
-  override lease(readers: number): this {
-    this.leases += readers;
-    return this;
-  }
-  override release = (): void => {
-    if (--this.leases === 0) this.pool.give(this.buf);
-  };
-}
-
-/** A tuple's sequence counter (both stacks, packed: see `count`), and a link to the tuple's
- * first record while both are held. */
-class CounterEntry extends LruEntry {
-  first: RecordEntry | null = null;
-  constructor(
-    tuple: string,
-    public value: number,
-  ) {
-    super(tuple, tuple.length + META_OVERHEAD);
-  }
-}
-
-/** A claim on a record key; `counter`: the tuple's counter when the key is its first (n = 0),
- * so that `put` can link the record to it. */
-class ClaimEntry extends LruEntry {
-  constructor(
-    key: string,
-    readonly counter: CounterEntry | null,
-  ) {
-    super(key, key.length + META_OVERHEAD);
-  }
-}
-
-/** Makes `r` the first record of counter `c`, dropping any earlier link of either. */
-function link(c: CounterEntry, r: RecordEntry): void {
-  if (c.first !== null) unlink(c, c.first);
-  if (r.owner !== null) unlink(r.owner, r);
-  c.first = r;
-  r.owner = c;
-}
-
-/** Drops the link between a counter and its first record (either side leaving its map). */
-function unlink(c: CounterEntry, r: RecordEntry): void {
-  c.first = null;
-  r.owner = null;
-}
-
 /** Most expired entries one sweep step drops before it yields to I/O (≈ 0.5 ms of work: about
  * 0.5 µs per entry on the bench machine). */
 export const PURGE_BATCH = 1024;
@@ -282,6 +162,69 @@ function countOf(stack: Stack, v: number): number {
 const UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
 const COUNT_SPAN = 2 ** 26;
 
+/** A record handed to a reader: its status, headers and body (a view of its slab). */
+class RecordView implements StoredResponse {
+  constructor(
+    readonly status: number,
+    readonly headers: Array<[string, string]>,
+    readonly body: Buffer,
+  ) {}
+}
+
+/** A record whose body is a BodyPool buffer, leased to its reader until `release()`. */
+class LeasedView extends RecordView {
+  constructor(
+    status: number,
+    headers: Array<[string, string]>,
+    body: Buffer,
+    private readonly leases: Leases,
+  ) {
+    super(status, headers, body);
+  }
+  release(): void {
+    this.leases.drop(this.body);
+  }
+}
+
+/** Readers of pooled body buffers: a buffer goes back to the pool once its record has left the
+ * store (`leave`) and every reader it was handed to has released it. Only buffers being read are
+ * in these maps (as many as answers in flight). */
+class Leases {
+  private readonly readers = new Map<Buffer, number>();
+  private readonly left = new Set<Buffer>();
+  constructor(private readonly pool: BodyPool) {}
+  add(buf: Buffer, n: number): void {
+    this.readers.set(buf, (this.readers.get(buf) ?? 0) + n);
+  }
+  drop(buf: Buffer): void {
+    const n = (this.readers.get(buf) ?? 1) - 1;
+    if (n > 0) return void this.readers.set(buf, n);
+    this.readers.delete(buf);
+    if (this.left.delete(buf)) this.pool.give(buf);
+  }
+  /** The store no longer holds `buf`. */
+  leave(buf: Buffer): void {
+    if (this.readers.has(buf)) this.left.add(buf);
+    else this.pool.give(buf);
+  }
+  clear(): void {
+    this.readers.clear();
+    this.left.clear();
+  }
+}
+
+/** A claim on a record key; `counter`/`counterGen`: the tuple's counter slot when the key is its
+ * first (n = 0), so that `put` can link the record to it (-1 otherwise). */
+class ClaimEntry extends LruEntry {
+  constructor(
+    key: string,
+    readonly counter: number,
+    readonly counterGen: number,
+  ) {
+    super(key, key.length + META_OVERHEAD);
+  }
+}
+
 export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   const maxBytes = positiveInt("maxBytes", options.maxBytes);
   const maxMetaBytes = positiveInt("maxMetaBytes", options.maxMetaBytes ?? Math.max(1 << 20, Math.floor(maxBytes / 4)));
@@ -289,23 +232,55 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   // Bodies of POOL_MIN_BYTES and more live in reused buffers (body-pool.ts); idle ones are
   // bounded by an eighth of the budget, at most 64 MiB.
   const pool = new BodyPool(Math.min(64 * 1024 * 1024, Math.floor(maxBytes / 8)));
-  // A record leaving the store drops the store's own lease on it, and its counter's link.
-  const records = new ExpiringLru<RecordEntry>(maxBytes, now, (e) => {
-    if (e.owner !== null) unlink(e.owner, e);
-    e.release?.();
-  });
-  // Counters: tuple → next n of both stacks, packed. Claims: record key → the claim.
+  const leases = new Leases(pool);
+  const bodies = new SlabArena(SLAB_BYTES, 8);
+
+  // Records: record key → slot; the payload of slot r is status[r], heads[r] and either
+  // bodies[bodySlab[r]] at bodyOff[r] (bodyLen[r] bytes) or the pooled buffer bigs[r].
+  let status = new Uint16Array(0);
+  let bodySlab = new Int32Array(0);
+  let bodyOff = new Int32Array(0);
+  let bodyLen = new Float64Array(0);
+  let heads: Array<Array<[string, string]> | undefined> = [];
+  let bigs: Array<Buffer | undefined> = [];
+  const records = new OffHeapLru(
+    maxBytes,
+    now,
+    (r) => {
+      // A record leaving the store frees its body's range, or its pooled buffer once read.
+      if (bodySlab[r] >= 0) bodies.free(bodySlab[r]);
+      const big = bigs[r];
+      if (big !== undefined) {
+        bigs[r] = undefined;
+        leases.leave(big);
+      }
+      heads[r] = undefined;
+    },
+    (cap) => {
+      status = grown(status, new Uint16Array(cap));
+      bodySlab = grown(bodySlab, new Int32Array(cap));
+      bodyOff = grown(bodyOff, new Int32Array(cap));
+      bodyLen = grown(bodyLen, new Float64Array(cap));
+    },
+  );
+  // Counters: tuple → next n of both stacks, packed (cval), and the tuple's first record (n = 0)
+  // while both are held: slot cFirst[c] while its generation is still cFirstGen[c].
+  let cval = new Float64Array(0);
+  let cFirst = new Int32Array(0);
+  let cFirstGen = new Int32Array(0);
   const claimBudget = Math.floor(maxMetaBytes / 4);
-  const counters = new ExpiringLru<CounterEntry>(maxMetaBytes - claimBudget, now, (e) => {
-    if (e.first !== null) unlink(e, e.first);
+  const counters = new OffHeapLru(maxMetaBytes - claimBudget, now, undefined, (cap) => {
+    cval = grown(cval, new Float64Array(cap));
+    cFirst = grown(cFirst, new Int32Array(cap));
+    cFirstGen = grown(cFirstGen, new Int32Array(cap));
   });
+  // Claims: record key → the claim (few, in flight only: JS objects are fine here).
   const claims = new ExpiringLru<ClaimEntry>(claimBudget, now);
 
   const waiters = new Waiters();
   // Pool buffers handed out by `bodyBuffer` and not put yet: `put` adopts these without a copy.
   const handedOut = new WeakSet<ArrayBuffer>();
   const internHeaders = createHeaderPool();
-  const slabs = createSlabs();
   let closed = false;
 
   // Background expiry: one step drops up to PURGE_BATCH entries of each map; a step that hit its
@@ -336,35 +311,50 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     return t;
   }
 
-  /** Moves the tuple's counter of `stack` on and returns the counter: `n` of this call is
-   * `countOf(stack, counter) - 1` (see `sequence`). A new counter is keyed by `tuple` itself,
-   * flattened (`begin` passes a slice of the record key, which is already flat). */
-  function count(stack: Stack, tuple: string, ttlMs: number): CounterEntry {
+  /** The counter slot `count` used (-1: the tuple's counter could not be kept, see `count`). */
+  let counted = -1;
+
+  /** Moves the tuple's counter of `stack` on and returns its packed value: `n` of this call is
+   * `countOf(stack, value) - 1` (see `sequence`); the counter's slot is left in `counted`. */
+  function count(stack: Stack, tuple: string, ttlMs: number): number {
     // One entry per tuple holds both stacks' counters (test + mirror · 2^26): the mirror call
     // of an exchange updates the entry its test call created instead of adding a key of its
     // own (half the memory, and no new key on the mirror hit path).
-    const e = counters.get(tuple);
-    const v = e === undefined ? 0 : e.value;
+    let c = counters.find(tuple);
+    const v = c < 0 ? 0 : cval[c];
     if (countOf(stack, v) + 1 >= COUNT_SPAN) throw new RangeError(`more than ${COUNT_SPAN - 1} ${stack} calls of one tuple within its TTL`);
     const next = stack === "test" ? v + 1 : v + COUNT_SPAN;
-    // A new TTL from now, like INCR + PEXPIRE on Redis.
-    if (e === undefined) {
-      const c = new CounterEntry(flatten(tuple), next);
-      counters.insert(c, ttlOf(ttlMs)); // absent: `get` just missed (and dropped an expired one)
-      return c;
-    }
-    e.value = next;
-    counters.refresh(e, ttlOf(ttlMs));
-    return e;
+    const ttl = ttlOf(ttlMs); // a new TTL from now, like INCR + PEXPIRE on Redis
+    if (c < 0) {
+      // absent: `find` just missed (and dropped an expired one). A tuple longer than the whole
+      // metadata budget is counted from 0 each time, like any counter the budget evicted.
+      c = counters.insert(tuple, tuple.length + META_OVERHEAD, ttl);
+      if (c >= 0) cFirst[c] = -1;
+    } else counters.refresh(c, ttl);
+    if (c >= 0) cval[c] = next;
+    counted = c;
+    return next;
   }
 
   /** Claims `key` unless it is held or already recorded (put drops the claim entry: the record
    * answers instead). A claim the budget cannot hold is still won (the call is forwarded; only
    * single-flight for that key is lost). */
-  function tryClaim(key: string, ttl: number, counter: CounterEntry | null): boolean {
+  function tryClaim(key: string, ttl: number, counter: number): boolean {
     if (claims.has(key) || records.has(key)) return false;
-    claims.set(new ClaimEntry(key, counter), ttl);
+    claims.set(new ClaimEntry(key, counter, counter < 0 ? 0 : counters.gen(counter)), ttl);
     return true;
+  }
+
+  /** The record in slot `r` for a reader, leased `readers` times when its body is pooled. */
+  function view(r: number, readers: number): StoredResponse {
+    const big = bigs[r];
+    if (big !== undefined) {
+      leases.add(big, readers);
+      return new LeasedView(status[r], heads[r]!, big, leases);
+    }
+    const slab = bodySlab[r];
+    const at = bodyOff[r];
+    return new RecordView(status[r], heads[r]!, slab < 0 ? EMPTY_BODY : bodies.buffer(slab).subarray(at, at + bodyLen[r]));
   }
 
   const store: CacheStore = {
@@ -373,7 +363,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     sequence(stack: Stack, tuple: string, ttlMs: number): Promise<number> {
       if (closed) return Promise.reject(closedError());
       try {
-        return Promise.resolve(countOf(stack, count(stack, tuple, ttlMs).value) - 1);
+        return Promise.resolve(countOf(stack, count(stack, tuple, ttlMs)) - 1);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -381,12 +371,16 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
 
     lookupNow(stack: Stack, tuple: string, ttlMs: number): Lookup {
       if (closed) throw closedError();
-      const c = count(stack, tuple, ttlMs);
-      const n = countOf(stack, c.value) - 1;
-      // The tuple's first record through the counter's link: no second map lookup.
-      if (n === 0 && c.first !== null && records.touch(c.first)) return { key: callKey(tuple, 0), record: c.first.lease(1) };
+      const n = countOf(stack, count(stack, tuple, ttlMs)) - 1;
+      const c = counted;
+      // The tuple's first record through the counter's link: no second table lookup.
+      if (n === 0 && c >= 0) {
+        const r = cFirst[c];
+        if (r >= 0 && records.touch(r, cFirstGen[c])) return { key: callKey(tuple, 0), record: view(r, 1) };
+      }
       const key = callKey(tuple, n);
-      return { key, record: records.get(key)?.lease(1) };
+      const r = records.get(key);
+      return { key, record: r < 0 ? undefined : view(r, 1) };
     },
 
     lookup(stack: Stack, tuple: string, ttlMs: number): Promise<Lookup> {
@@ -401,15 +395,10 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       if (closed) return Promise.reject(closedError());
       try {
         const claimTtl = ttlOf(claimTtlMs); // checked before the counter moves, as on Redis
-        // Nearly every test call is the first of its tuple: its key is built before counting, and
-        // the counter is looked up (and, when new, keyed) by a slice of it. V8 keeps a slice as a
-        // reference into the flat key (~24 B, where a flat copy of the tuple is ~110 B), and the
-        // tuple's own rope is never flattened. The key is rebuilt when n > 0.
-        const first = flatten(callKey(tuple, 0));
-        const c = count("test", first.slice(0, tuple.length), ttlMs);
-        const n = countOf("test", c.value) - 1;
-        const key = n === 0 ? first : flatten(callKey(tuple, n));
-        return Promise.resolve({ key, won: tryClaim(key, claimTtl, n === 0 ? c : null) });
+        const n = countOf("test", count("test", tuple, ttlMs)) - 1;
+        // The claim keeps its key string while the call is in flight: flat, not a rope of pieces.
+        const key = flatten(callKey(tuple, n));
+        return Promise.resolve({ key, won: tryClaim(key, claimTtl, n === 0 ? counted : -1) });
       } catch (err) {
         return Promise.reject(err);
       }
@@ -418,7 +407,7 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     claim(key: string, ttlMs: number): Promise<boolean> {
       if (closed) return Promise.reject(closedError());
       try {
-        return Promise.resolve(tryClaim(flatten(key), ttlOf(ttlMs), null));
+        return Promise.resolve(tryClaim(flatten(key), ttlOf(ttlMs), -1));
       } catch (err) {
         return Promise.reject(err);
       }
@@ -433,33 +422,58 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     put(key: string, value: StoredResponse, ttlMs: number): Promise<void> {
       if (closed) return Promise.reject(closedError());
       const ttl = ttlOf(ttlMs);
-      // A record of our own: flat key, pooled headers, the body in a slab or a pooled buffer.
-      key = flatten(key);
+      // A record of our own: pooled headers, the body copied into a slab or a pooled buffer.
       const headers = internHeaders(value.headers);
       const body = value.body;
-      let v: RecordEntry;
+      let big: Buffer | undefined;
+      let slab = -1;
+      let at = 0;
+      let bodyBytes = body.length;
       if (body.length >= POOL_MIN_BYTES) {
-        let own: Buffer;
-        if (handedOut.delete(body.buffer as ArrayBuffer) && body.byteOffset === 0) own = body;
+        if (handedOut.delete(body.buffer as ArrayBuffer) && body.byteOffset === 0) big = body;
         else {
-          own = pool.take(body.length);
-          body.copy(own);
+          big = pool.take(body.length);
+          body.copy(big);
         }
-        v = new PooledRecordEntry(key, value.status, headers, own, pool);
-      } else if (body.length === 0) v = new RecordEntry(key, value.status, headers, EMPTY_BODY, 0, 0); // never a view of the caller's buffer, which it would keep alive
-      else {
-        const at = slabs.copy(body);
-        v = new RecordEntry(key, value.status, headers, slabs.slab, at, body.length);
+        bodyBytes = big.buffer.byteLength; // the whole buffer counts
+      } else if (body.length > 0) {
+        at = bodies.alloc(body.length);
+        slab = bodies.slab;
+        body.copy(bodies.buffer(slab), at);
       }
       // A record larger than the whole budget is not kept (set refuses it and drops any older
       // record under that key), but its waiters still get it below.
-      const stored = records.set(v, ttl);
-      const claim = claims.take(key);
+      const r = records.set(key, sizeOf(key, headers, bodyBytes), ttl);
+      if (r >= 0) {
+        status[r] = value.status;
+        heads[r] = headers;
+        bodySlab[r] = slab;
+        bodyOff[r] = at;
+        bodyLen[r] = body.length;
+        bigs[r] = big;
+      }
       // The tuple's first record: linked from its counter, which `begin` kept in the claim (when
       // the counter is still held).
-      if (stored && claim !== undefined && claim.counter !== null && counters.holds(claim.counter)) link(claim.counter, v);
-      v.lease(waiters.count(key));
-      waiters.wake(key, v);
+      const claim = claims.take(key);
+      if (r >= 0 && claim !== undefined && claim.counter >= 0 && counters.holds(claim.counter, claim.counterGen)) {
+        cFirst[claim.counter] = r;
+        cFirstGen[claim.counter] = records.gen(r);
+      }
+      const readers = waiters.count(key);
+      if (r >= 0) {
+        if (readers > 0) waiters.wake(key, view(r, readers));
+        return Promise.resolve();
+      }
+      // Not kept: the waiters' copy is the only one.
+      if (big !== undefined) {
+        if (readers > 0) leases.add(big, readers);
+        leases.leave(big);
+      }
+      if (readers > 0) {
+        const b = big ?? (slab < 0 ? EMPTY_BODY : bodies.buffer(slab).subarray(at, at + body.length));
+        waiters.wake(key, big !== undefined ? new LeasedView(value.status, headers, b, leases) : new RecordView(value.status, headers, b));
+      }
+      if (slab >= 0) bodies.free(slab);
       return Promise.resolve();
     },
 
@@ -472,14 +486,14 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
 
     get(key: string): Promise<StoredResponse | undefined> {
       if (closed) return Promise.reject(closedError());
-      const v = records.get(key);
-      return v === undefined ? UNDEFINED : Promise.resolve(v.lease(1));
+      const r = records.get(key);
+      return r < 0 ? UNDEFINED : Promise.resolve(view(r, 1));
     },
 
     wait(key: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredResponse | undefined> {
       if (closed) return UNDEFINED;
-      const v = records.get(key);
-      if (v !== undefined) return Promise.resolve(v.lease(1));
+      const r = records.get(key);
+      if (r >= 0) return Promise.resolve(view(r, 1));
       if (!(timeoutMs > 0) || signal?.aborted) return UNDEFINED;
       return waiters.wait(key, timeoutMs, signal);
     },
@@ -503,8 +517,11 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       records.clear();
       counters.clear();
       claims.clear();
+      heads = [];
+      bigs = [];
+      leases.clear();
       pool.clear();
-      slabs.clear();
+      bodies.clear();
       return Promise.resolve();
     },
   };
@@ -521,6 +538,12 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     }),
   });
   return store;
+}
+
+/** `to` (a larger array of the same type) with `from`'s elements at its start. */
+function grown<T extends Uint16Array | Int32Array | Float64Array>(from: T, to: T): T {
+  to.set(from as never);
+  return to;
 }
 
 /** Test/bench introspection of a memory store. */

@@ -188,10 +188,11 @@ class LeasedView extends RecordView {
 
 /** Readers of pooled body buffers: a buffer goes back to the pool once its record has left the
  * store (`leave`) and every reader it was handed to has released it. Only buffers being read are
- * in these maps (as many as answers in flight). */
+ * in these maps (as many as answers in flight), weakly: a reader that never releases (its
+ * connection was cut) leaves the buffer to the garbage collector once the store has let it go. */
 class Leases {
-  private readonly readers = new Map<Buffer, number>();
-  private readonly left = new Set<Buffer>();
+  private readonly readers = new WeakMap<Buffer, number>();
+  private readonly left = new WeakSet<Buffer>();
   constructor(private readonly pool: BodyPool) {}
   add(buf: Buffer, n: number): void {
     this.readers.set(buf, (this.readers.get(buf) ?? 0) + n);
@@ -206,10 +207,6 @@ class Leases {
   leave(buf: Buffer): void {
     if (this.readers.has(buf)) this.left.add(buf);
     else this.pool.give(buf);
-  }
-  clear(): void {
-    this.readers.clear();
-    this.left.clear();
   }
 }
 
@@ -519,7 +516,6 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       claims.clear();
       heads = [];
       bigs = [];
-      leases.clear();
       pool.clear();
       bodies.clear();
       return Promise.resolve();

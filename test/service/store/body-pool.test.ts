@@ -1,9 +1,15 @@
 // The memory store's reusable body buffers: size classes, reuse, the idle bound, and the lease
 // rule that a buffer is reused only once its record left the store and every reader released it.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { BodyPool, POOL_MIN_BYTES, sizeClass } from "../../../service/store/body-pool.ts";
 import { createMemoryStore } from "../../../service/store/memory.ts";
 import type { StoredResponse } from "../../../service/store/types.ts";
+
+// The garbage collector, callable here (for the case of a reader that never releases).
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
 
 const big = (fill: string, size = 20 * 1024): StoredResponse => ({ status: 200, headers: [["x-fill", fill]], body: Buffer.alloc(size, fill) });
 
@@ -82,6 +88,24 @@ describe("memory store body reuse", () => {
     b.release!();
     await store.put("n2", big("m"), 60_000); // now it may be reused
     expect((await store.get("n2"))!.body.buffer).toBe(a.body.buffer);
+    await store.close();
+  });
+
+  it("a-reader-that-never-releases-leaves-the-buffer-to-the-garbage-collector", async () => {
+    // An answer whose connection is cut never releases its lease (call.ts sendRecord): once its
+    // record has left the store, nothing the store keeps may hold the buffer alive.
+    const store = createMemoryStore({ maxBytes: 64 << 20 });
+    await store.put("k", big("k"), 60_000);
+    let reader: StoredResponse | undefined = (await store.get("k"))!;
+    const memory = new WeakRef(reader.body.buffer);
+    reader = undefined;
+    await store.put("k", big("x"), 60_000); // the record leaves the store, still leased
+    for (let i = 0; i < 10 && memory.deref() !== undefined; i++) {
+      await new Promise((r) => setImmediate(r));
+      gc();
+    }
+    expect(memory.deref()).toBeUndefined();
+    expect((await store.get("k"))!.body.equals(Buffer.alloc(20 * 1024, "x"))).toBe(true);
     await store.close();
   });
 });

@@ -105,11 +105,6 @@ export class OffHeapLru {
     return this.bytes;
   }
 
-  /** Bytes the table itself takes: typed arrays and key slabs (for the bench and debug view). */
-  get footprint(): number {
-    return this.capacity * 64 + this.buckets.length * 4 + this.keys.bytes;
-  }
-
   /** Identity of what `slot` holds now: changes whenever the slot is recycled. */
   gen(slot: number): number {
     return this.gens[slot];

@@ -8,7 +8,8 @@
 //            record costs the JS heap one pointer (its header list, shared between records with
 //            the same headers) instead of several objects. Why: V8's young-generation collections
 //            walk the old generation's pages, and with a million records held as objects each
-//            took ~1 ms instead of ~0.2 ms, the mirror hit's p99 (README, "Benchmarks").
+//            took ~1 ms instead of ~0.2 ms, the mirror hit's p99 (README, "Garbage collection and
+//            the tail").
 // Metadata:  sequence counters (an OffHeapLru keyed by the tuple) and claims (an ExpiringLru keyed
 //            by the record key, in flight only) share the metadata byte budget (`maxMetaBytes`,
 //            default a quarter of `maxBytes`: counters get three quarters of it, claims one), so

@@ -5,8 +5,9 @@
 // Why: every JS object a record keeps lives in V8's old generation, and each young-generation
 // collection (a scavenge, every ~25 ms under load) walks the old generation's pages. With a
 // million records of a few objects each (~460 B of heap per record), a scavenge took ~1 ms
-// instead of ~0.2 ms, and that pause was the mirror hit's p99 (README, "Benchmarks"). A slab is
-// one ArrayBuffer outside the JS heap, shared by the hundreds of ranges written after one another.
+// instead of ~0.2 ms, and that pause was the mirror hit's p99 (README, "Garbage collection and the
+// tail"). A slab is one ArrayBuffer outside the JS heap, shared by the hundreds of ranges written
+// after one another.
 //
 // Ranges are freed one by one (`free`); a slab is dropped, for the garbage collector to reclaim,
 // once no range in it is left. Records leave about in the order they came (TTL, least recently

@@ -39,7 +39,7 @@
 import { callKey } from "../key.ts";
 import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";
-import { OffHeapLru } from "./offheap-lru.ts";
+import { grownArray, OffHeapLru } from "./offheap-lru.ts";
 import { SlabArena } from "./slab-arena.ts";
 import { StoreUnavailableError, type Begin, type CacheStore, type Lookup, type Stack, type StoredResponse, type StoreStats } from "./types.ts";
 import { Waiters } from "./waiters.ts";
@@ -255,10 +255,10 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
       heads[r] = undefined;
     },
     (cap) => {
-      status = grown(status, new Uint16Array(cap));
-      bodySlab = grown(bodySlab, new Int32Array(cap));
-      bodyOff = grown(bodyOff, new Int32Array(cap));
-      bodyLen = grown(bodyLen, new Float64Array(cap));
+      status = grownArray(status, cap);
+      bodySlab = grownArray(bodySlab, cap);
+      bodyOff = grownArray(bodyOff, cap);
+      bodyLen = grownArray(bodyLen, cap);
     },
   );
   // Counters: tuple → next n of both stacks, packed (cval), and the tuple's first record (n = 0)
@@ -268,9 +268,9 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
   let cFirstGen = new Int32Array(0);
   const claimBudget = Math.floor(maxMetaBytes / 4);
   const counters = new OffHeapLru(maxMetaBytes - claimBudget, now, undefined, (cap) => {
-    cval = grown(cval, new Float64Array(cap));
-    cFirst = grown(cFirst, new Int32Array(cap));
-    cFirstGen = grown(cFirstGen, new Int32Array(cap));
+    cval = grownArray(cval, cap);
+    cFirst = grownArray(cFirst, cap);
+    cFirstGen = grownArray(cFirstGen, cap);
   });
   // Claims: record key → the claim (few, in flight only: JS objects are fine here).
   const claims = new ExpiringLru<ClaimEntry>(claimBudget, now);
@@ -535,12 +535,6 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     }),
   });
   return store;
-}
-
-/** `to` (a larger array of the same type) with `from`'s elements at its start. */
-function grown<T extends Uint16Array | Int32Array | Float64Array>(from: T, to: T): T {
-  to.set(from as never);
-  return to;
 }
 
 /** Test/bench introspection of a memory store. */

@@ -31,6 +31,16 @@ const INITIAL_SLOTS = 1024;
 const KEY_SLAB_BYTES = 64 * 1024;
 const HASH_SEED = (Math.random() * 0x100000000) | 0;
 
+type SlotArray = Uint16Array | Int32Array | Float64Array;
+
+/** A new array of `a`'s type with `capacity` elements, `a`'s at its start (the rest zero): how the
+ * table's arrays grow, and the payload arrays of its users (see `onGrow`). */
+export function grownArray<T extends SlotArray>(a: T, capacity: number): T {
+  const b = new (a.constructor as new (length: number) => T)(capacity);
+  b.set(a as never);
+  return b;
+}
+
 /** FNV-1a over the string's UTF-16 code units, from a random seed. */
 function hashOf(s: string): number {
   let h = HASH_SEED ^ 0x811c9dc5;
@@ -113,19 +123,12 @@ export class OffHeapLru {
   /** The slot of `key` if present and not expired (an expired one is removed), else -1. Recency
    * unchanged. */
   find(key: string): number {
-    const h = hashOf(key);
-    this.lastKey = key;
-    this.lastHash = h;
-    for (let s = this.buckets[h & (this.buckets.length - 1)]; s !== NONE; s = this.chain[s]) {
-      if (this.hashes[s] === h && this.keyIs(s, key)) {
-        if (this.exp[s] <= this.now()) {
-          this.remove(s);
-          return NONE;
-        }
-        return s;
-      }
+    const s = this.slotOf(key);
+    if (s !== NONE && this.exp[s] <= this.now()) {
+      this.remove(s);
+      return NONE;
     }
-    return NONE;
+    return s;
   }
 
   /** `find`, and the entry found is made the most recently used. */
@@ -210,14 +213,9 @@ export class OffHeapLru {
 
   /** Removes the entry of `key` (expired or not); false if there is none. */
   delete(key: string): boolean {
-    const h = hashOf(key);
-    for (let s = this.buckets[h & (this.buckets.length - 1)]; s !== NONE; s = this.chain[s]) {
-      if (this.hashes[s] === h && this.keyIs(s, key)) {
-        this.remove(s);
-        return true;
-      }
-    }
-    return false;
+    const s = this.slotOf(key);
+    if (s !== NONE) this.remove(s);
+    return s !== NONE;
   }
 
   /** Drops up to `limit` expired entries; returns how many it dropped (`limit` means: maybe
@@ -281,6 +279,17 @@ export class OffHeapLru {
     this.ttls.length = this.heads.length = this.tails.length = 0;
     this.ttlIndex.clear();
     this.lastKey = undefined;
+  }
+
+  /** The slot holding `key`, expired or not, else -1; its hash is kept for an `insert` of it. */
+  private slotOf(key: string): number {
+    const h = hashOf(key);
+    this.lastKey = key;
+    this.lastHash = h;
+    for (let s = this.buckets[h & (this.buckets.length - 1)]; s !== NONE; s = this.chain[s]) {
+      if (this.hashes[s] === h && this.keyIs(s, key)) return s;
+    }
+    return NONE;
   }
 
   private keyIs(s: number, key: string): boolean {
@@ -353,30 +362,20 @@ export class OffHeapLru {
   }
 
   private grow(capacity: number): void {
-    const i32 = (a: Int32Array) => {
-      const b = new Int32Array(capacity);
-      b.set(a);
-      return b;
-    };
-    const f64 = (a: Float64Array) => {
-      const b = new Float64Array(capacity);
-      b.set(a);
-      return b;
-    };
-    this.hashes = i32(this.hashes);
-    this.chain = i32(this.chain);
-    this.older = i32(this.older);
-    this.newer = i32(this.newer);
-    this.prevExp = i32(this.prevExp);
-    this.nextExp = i32(this.nextExp);
-    this.ttlIx = i32(this.ttlIx);
+    this.hashes = grownArray(this.hashes, capacity);
+    this.chain = grownArray(this.chain, capacity);
+    this.older = grownArray(this.older, capacity);
+    this.newer = grownArray(this.newer, capacity);
+    this.prevExp = grownArray(this.prevExp, capacity);
+    this.nextExp = grownArray(this.nextExp, capacity);
+    this.ttlIx = grownArray(this.ttlIx, capacity);
     this.ttlIx.fill(FREE, this.capacity);
-    this.gens = i32(this.gens);
-    this.keySlab = i32(this.keySlab);
-    this.keyOff = i32(this.keyOff);
-    this.keyLen = i32(this.keyLen);
-    this.exp = f64(this.exp);
-    this.sizes = f64(this.sizes);
+    this.gens = grownArray(this.gens, capacity);
+    this.keySlab = grownArray(this.keySlab, capacity);
+    this.keyOff = grownArray(this.keyOff, capacity);
+    this.keyLen = grownArray(this.keyLen, capacity);
+    this.exp = grownArray(this.exp, capacity);
+    this.sizes = grownArray(this.sizes, capacity);
     this.capacity = capacity;
     this.onGrow?.(capacity);
   }

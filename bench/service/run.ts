@@ -23,10 +23,11 @@
 //   forward  minimal Fastify + undici forwarder to the upstream              (baseline)
 //   test     ours: test path (forward + record), memory store; run in alternating rounds with
 //            `forward` (--rounds), the ratio being the median of the per-round ratios
-//   hit      ours: mirror hit path, memory store, 1 KiB and 64 KiB, in --rounds rounds (each a
-//            fresh service, prefilled); with `bare`, the bare route is measured again just before
-//            and just after each memory hit run, each round is compared with the mean of those
-//            two, and the ratio is the median of the rounds' ratios
+//   hit      ours: mirror hit path, memory store, 1 KiB and 64 KiB, in --rounds rounds (one
+//            service per size, filled to its budget, then prefilled before each round); with
+//            `bare`, the bare route is measured again just before and just after each memory hit
+//            run, each round is compared with the mean of those two, and the ratio is the median
+//            of the rounds' ratios
 //   redis    ours: mirror hit path, Redis store (own redis-server), 1 KiB
 //   memory   memory store bytes per record (in-process, --expose-gc)
 //   soak     service RSS sampled over a run on a fixed set of request ids
@@ -561,7 +562,7 @@ async function benchForwardAndTestPath(forward: boolean, test: boolean): Promise
   const svc = test ? await startService("service-test", { MIRROR_CACHE_STORE: "memory", MIRROR_CACHE_MAX_BYTES: String(TEST_PATH_BUDGET) }) : undefined;
   try {
     for (const size of SIZES) {
-      if (svc) await fillStore(svc.port, size, host);
+      if (svc) await fillStore("test path", svc.port, size, host, TEST_PATH_BUDGET, 60);
       const f: Measured[] = [];
       const t: Measured[] = [];
       for (let round = 1; round <= ROUNDS; round++) {
@@ -586,20 +587,31 @@ async function benchForwardAndTestPath(forward: boolean, test: boolean): Promise
 /** The test path's store budget: the default (256 MiB). */
 const TEST_PATH_BUDGET = 256 * 1024 * 1024;
 
-/** Test calls until the store holds ≥ 90 % of its budget (at most a minute): the test path is
- * measured at its steady state, recording while it evicts, as a long-running replica does, and
- * not while the process is still growing its memory. (On this VM a page the process touches for
- * the first time costs several µs — the hypervisor backs guest memory lazily and takes freed pages
- * back — which made the first 256 MiB of records look like a third of the test path's CPU.) */
-async function fillStore(port: number, size: number, host: string): Promise<void> {
+/** Test calls until the store holds ≥ 90 % of its `budget` (at most `maxSeconds`): the path is
+ * measured on a store at its steady state, recording while it evicts, as a long-running replica
+ * does, and not while the process is still growing its memory. (On this VM a page the process
+ * touches for the first time costs several µs — the hypervisor backs guest memory lazily and takes
+ * freed pages back — which made the first 256 MiB of records look like a third of the test path's
+ * CPU, and holds a fresh service's 64 KiB test calls to 1–3.5k/s.) */
+async function fillStore(what: string, port: number, size: number, host: string, budget: number, maxSeconds: number, overfill = 0): Promise<void> {
   const storeBytes = async () => Number(/^mirror_cache_store_bytes(?:\{[^}]*\})? (\d+)/m.exec((await get(port, "/metrics")).body.toString())?.[1] ?? 0);
-  for (let i = 0; i < 12; i++) {
+  const t0 = Date.now();
+  let rate = 0;
+  for (let i = 0; Date.now() - t0 < maxSeconds * 1000; i++) {
     const bytes = await storeBytes();
-    if (bytes >= 0.9 * TEST_PATH_BUDGET) return log(`test path ${size} B: store at ${mb(bytes)} MB of its ${mb(TEST_PATH_BUDGET)} MB budget`);
-    log(`test path ${size} B: filling the store (${mb(bytes)} MB of ${mb(TEST_PATH_BUDGET)} MB)`);
-    await wrk({ port, path: `/bytes/${size}`, seconds: 5, args: ["test", `fill${size}-${i}-:1:0`, "0", host] });
+    if (bytes >= 0.9 * budget) {
+      // `overfill`: then about that share of the budget more, so the store has evicted and
+      // recycled (its byte count cannot show that: it stops at the budget).
+      const secs = Math.ceil((overfill * budget) / (size + 1024) / Math.max(100, rate));
+      if (overfill > 0) await wrk({ port, path: `/bytes/${size}`, seconds: secs, args: ["test", `fill${size}-over-:1:0`, "0", host] });
+      return log(`${what} ${size} B: store at ${mb(bytes)} MB of its ${mb(budget)} MB budget${overfill > 0 ? `, then ${secs} s of test calls more` : ""}`);
+    }
+    log(`${what} ${size} B: filling the store (${mb(bytes)} MB of ${mb(budget)} MB)`);
+    rate = (await wrk({ port, path: `/bytes/${size}`, seconds: 5, args: ["test", `fill${size}-${i}-:1:0`, "0", host] })).rps;
   }
-  log(`test path ${size} B: the store did not reach 90 % of its budget within a minute; measuring anyway`);
+  const note = `${what} ${size} B: the store did not reach 90 % of its budget within ${maxSeconds} s; measuring anyway`;
+  notes.push(note);
+  log(note);
 }
 
 /** The run with the median req/s (the lower middle one of an even count), with every round's
@@ -634,27 +646,43 @@ function median(xs: number[]): number {
  *   - mirror: wrk with the same Lua script walking the usable ranges in order (ids.lua "ranges"),
  *     so the i-th mirror request carries the i-th recorded id with n = 0 → a hit.
  *   - how many: the bare-Fastify rate of that size (never below a floor, in case the baseline
- *     was disturbed) × (warm-up + duration) × 1.15; if that would not fit `--record-gb`, the
- *     store gets all that it holds and the run is shortened to what the warm-up's rate says the
- *     records cover, and says so. A run that still runs out is flagged in its note: its
+ *     was disturbed) × (warm-up + duration) × 1.15; if that would not fit in 80 % of
+ *     `--record-gb`, the round gets what does and the run is shortened to what the warm-up's rate
+ *     says the records cover, and says so. A run that still runs out is flagged in its note: its
  *     connections then wait MIRROR_CACHE_WAIT_MS for records that never come, past the run's end,
  *     so neither non-2xx answers nor latencies show it, only a lower req/s.
+ *   - the store (memory): one service per size for all its rounds, with a budget that holds a
+ *     round's records (HIT_BUDGET_SHARE), first filled to its budget (fillStore), so each round's
+ *     prefill records into buffers that earlier records left, as on a replica that has run for a
+ *     while. Two reasons. A fresh process pays this VM's first touch of each page (a 64 KiB test
+ *     call: 1–3.5k/s fresh, 6–13k/s at steady state), so a fresh 12 GiB prefill took 100 s and
+ *     more. And the mirror run then read records most of which had sat idle for over a minute,
+ *     which this VM makes several times slower to read (bench/service/idle-memory-read.ts), while
+ *     a real mirror call reads its record within moments of the test call writing it. Now a
+ *     round's records are at most its prefill plus the bare run before it old (~40 s).
  */
+/** Share of the memory hit's store budget that one round's records may take: the rest is slack,
+ * so that a round's prefill evicts the fill's and earlier rounds' records (least recently used),
+ * never its own. */
+const HIT_BUDGET_SHARE = 0.8;
+
 /** How many records a hit round of `kind`/`size` prefills, and how long it warms up: enough for
- * the expected rate over warm-up + run, at most what `--record-gb` holds. (How long the run then
- * measures is fitted to its warm-up: see HIT_FIT_MARGIN.) */
-function hitPlan(kind: "memory" | "redis", size: number): { warmup: number; needed: number; shortened: boolean } {
+ * the expected rate over warm-up + run, at most what `--record-gb` holds; and (memory) the store
+ * budget. (How long the run then measures is fitted to its warm-up: see HIT_FIT_MARGIN.) */
+function hitPlan(kind: "memory" | "redis", size: number): { warmup: number; needed: number; shortened: boolean; budget: number } {
   // Expected rate: the baseline's (a disturbed baseline reads low, so never below a floor).
   const est =
     kind === "memory"
       ? Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0)
       : Math.max(5_000, 1.3 * (runs[`hit_memory_${size}`]?.rps ?? 20_000));
-  const maxRecords = Math.floor((RECORD_GB * 1024 ** 3) / (size + 1024));
-  const needed = Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000;
-  if (needed <= maxRecords) return { warmup: WARMUP, needed, shortened: false };
+  // (size + 1 KiB) per record: more than the store counts (key, headers, overhead: ~400 B).
+  const perRecord = size + 1024;
+  const maxRecords = Math.floor((HIT_BUDGET_SHARE * RECORD_GB * 1024 ** 3) / perRecord);
+  const wanted = Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000;
   // Short of records: a 1 s warm-up (the prefill's test calls already ran the shared code hot),
   // and all the records --record-gb holds.
-  return { warmup: 1, needed: maxRecords, shortened: true };
+  const plan = wanted <= maxRecords ? { warmup: WARMUP, needed: wanted, shortened: false } : { warmup: 1, needed: maxRecords, shortened: true };
+  return { ...plan, budget: Math.ceil((plan.needed * perRecord) / HIT_BUDGET_SHARE) };
 }
 
 /** A hit run lasts at most (records left after the warm-up) / (warm-up rate × this): a run that
@@ -671,22 +699,29 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
   // The memory hit's own baseline, the bare route, is measured again just before and just after
   // each hit run (this machine's speed drifts within minutes; the bare section ran long before).
   const bare = kind === "memory" && ONLY.has("bare") ? await startNode("bare-beside-hit", "bench/service/servers/bare.ts", {}, SERVER_CPU) : undefined;
-  // The memory hit runs in --rounds rounds, each on a service started afresh and prefilled the
-  // same way, so that every round sees the same heap; the ratio is the median of the rounds'.
-  // One run's p99 moved between 0.45× and 2.12× of the bare route's across three runs of the
-  // same code. Redis: one round (its target has a wide margin; its prefill is slow).
+  // The memory hit runs in --rounds rounds on one service per size, filled to its budget first
+  // (see the comment above hitPlan); the ratio is the median of the rounds'. One run's p99 moved
+  // between 0.45× and 2.12× of the bare route's across three runs of the same code. Redis: one
+  // round on a fresh service (its target has a wide margin; its prefill is slow).
   const rounds = kind === "memory" ? ROUNDS : 1;
+  let svc: Proc | undefined;
   try {
     for (const size of sizes) {
-      const { warmup, needed, shortened } = hitPlan(kind, size);
-      if (shortened) notes.push(`hit ${kind} ${size} B: ${needed} prefilled records per round are what --record-gb ${RECORD_GB} holds: a ${warmup} s warm-up, and each round measures for as long as its records last at the warm-up's rate (at most ${DURATION} s)`);
+      const { warmup, needed, shortened, budget } = hitPlan(kind, size);
+      if (shortened) notes.push(`hit ${kind} ${size} B: ${needed} prefilled records per round are what ${HIT_BUDGET_SHARE * 100} % of --record-gb ${RECORD_GB} holds: a ${warmup} s warm-up, and each round measures for as long as its records last at the warm-up's rate (at most ${DURATION} s)`);
+      let fill: { seconds: number; rss: number } | undefined;
+      if (kind === "memory") {
+        svc = await startService(`service-hit-memory-${size}`, { ...HIT_ENV, MIRROR_CACHE_MAX_BYTES: String(budget) });
+        const t0 = Date.now();
+        await fillStore("hit memory", svc.port, size, host, budget, 600, 0.3);
+        fill = { seconds: (Date.now() - t0) / 1000, rss: rssBytes(svc.pid) };
+      }
       const hits: Measured[] = [];
       const beside: Array<[Measured, Measured]> = [];
       const prefills: unknown[] = [];
       for (let round = 1; round <= rounds; round++) {
         const of = rounds > 1 ? ` (round ${round}/${rounds})` : "";
-        const r = await hitRound(kind, size, round, of, warmup, needed, host, async () => {
-          if (kind === "memory") return;
+        const r = await hitRound(kind, size, round, of, warmup, needed, host, svc, async () => {
           if (!redis) {
             redis = await startRedis();
             // Redis is another machine in production: here it gets the load generator's core
@@ -701,8 +736,11 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
         if (r.beside) beside.push(r.beside);
         prefills.push(r.prefill);
       }
+      await svc?.stop();
+      svc = undefined;
       runs[`hit_${kind}_${size}`] = medianRun(hits);
       results[`hit_${kind}_${size}_prefill`] = rounds > 1 ? prefills : prefills[0];
+      if (fill) results[`hit_${kind}_${size}_fill`] = { budgetBytes: budget, seconds: fill.seconds, rssAfterFill: fill.rss };
       if (beside.length === hits.length && beside.length > 0) {
         const all = beside.flat();
         const cpu = all.every((m) => m.serverCpuUsPerReq) ? mean(all.map((m) => m.serverCpuUsPerReq!)) : undefined;
@@ -724,13 +762,18 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
       }
     }
   } finally {
+    await svc?.stop();
     await redis?.destroy();
     await bare?.stop();
   }
 }
 
-/** One hit round: a fresh service, prefilled with `needed` records by test calls; a sanity
- * exchange; then (with `bare`) the bare route, the mirror hit run, the bare route again. */
+/** The hit services' settings: mirror calls wait up to 2 s; records live an hour. */
+const HIT_ENV: Readonly<Record<string, string>> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
+
+/** One hit round: on `svc` (or a fresh service of its own), `needed` records prefilled by test
+ * calls; a sanity exchange; then (with `bare`) the bare route, the mirror hit run, the bare route
+ * again. */
 async function hitRound(
   kind: "memory" | "redis",
   size: number,
@@ -739,35 +782,46 @@ async function hitRound(
   warmup: number,
   needed: number,
   host: string,
+  svc: Proc | undefined,
   storeEnv: () => Promise<Record<string, string> | undefined>,
   bare: Proc | undefined,
 ): Promise<{ hit: Measured; beside?: [Measured, Measured]; prefill: unknown }> {
-  const extra: Record<string, string> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000", ...(await storeEnv()) };
-  // Twice --record-gb as the budget (memory is only used as records arrive): a prefill that
-  // overshoots `needed` must not evict the first records, which the mirror run asks for first.
-  if (kind === "memory") extra.MIRROR_CACHE_MAX_BYTES = String(Math.ceil(2 * RECORD_GB * 1024 ** 3));
-  const p = await startService(`service-hit-${kind}-${size}-r${round}`, extra);
+  const p = svc ?? (await startService(`service-hit-${kind}-${size}-r${round}`, { ...HIT_ENV, ...(await storeEnv()) }));
   try {
-    // prefill
-    const testRate = runs[`test_${size}`]?.rps ?? 3_000;
-    const ranges: string[] = [];
+    // prefill: the first chunk (at most 5 s) measures the test calls' rate, which sizes the next
+    // (at most 10 s each: a rate that rises mid-way overshoots less)
+    let rate = (runs[`test_${size}`]?.rps ?? 3_000) * (kind === "redis" ? 0.6 : 1);
+    let chunks: Array<{ prefix: string; first: number; count: number }> = [];
     let usable = 0;
     const t0 = Date.now();
     for (let chunk = 0; usable < needed; chunk++) {
-      const secs = Math.min(60, Math.max(2, Math.ceil(((needed - usable) / (testRate * (kind === "redis" ? 0.6 : 1))) * 1.1)));
+      const secs = Math.min(chunk === 0 ? 5 : 10, Math.max(1, Math.ceil(((needed - usable) / rate) * 1.05)));
       const prefix = `h${kind[0]}${size}r${round}c${chunk}-`;
       const r = await wrk({ port: p.port, path: `/bytes/${size}`, seconds: secs, args: ["test", `${prefix}:1:0`, "0", host] });
       if (r.non2xx || r.socketErrors) notes.push(`hit ${kind} ${size} B${of} prefill chunk ${chunk}: ${r.non2xx} non-2xx, ${r.socketErrors} socket errors`);
       // id 1 was never sent (see ids.lua); ids 2 … issued were, minus the tail in flight at the stop
       const u = Math.max(0, r.issued - 1 - CONNECTIONS - 14);
-      ranges.push(`${prefix}:2:${u}`);
+      chunks.push({ prefix, first: 2, count: u });
       usable += u;
+      rate = Math.max(100, r.rps);
       log(`hit ${kind} ${size} B${of}: prefill chunk ${chunk}: ${r.issued} test calls at ${Math.round(r.rps)}/s (${usable}/${needed} usable)`);
       if (chunk > 20) throw new Error("prefill is not progressing");
     }
+    // The memory store's budget holds 1/HIT_BUDGET_SHARE × `needed` records and evicts the least
+    // recently used: after a prefill that overshot, the mirror run starts at the newest records
+    // that surely fit.
+    const fits = kind === "memory" ? Math.floor(needed * 1.2) : usable;
+    for (let drop = usable - fits; drop > 0; ) {
+      const c = chunks[0];
+      const d = Math.min(drop, c.count);
+      chunks = d === c.count ? chunks.slice(1) : [{ ...c, first: c.first + d, count: c.count - d }, ...chunks.slice(1)];
+      usable -= d;
+      drop -= d;
+    }
+    const ranges = chunks.map((c) => `${c.prefix}:${c.first}:${c.count}`);
     const prefillSeconds = (Date.now() - t0) / 1000;
     // Sanity: a test call then its mirror call: a hit, byte-identical to the upstream's body.
-    const sid = `sanity-${kind}-${size}`;
+    const sid = `sanity-${kind}-${size}-r${round}`;
     await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "test", "x-request-id": sid });
     const s = await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "mirror", "x-request-id": sid });
     if (s.status !== 200 || s.headers["x-mirror-cache"] !== "hit" || Buffer.compare(s.body, expectedBody(size)) !== 0)
@@ -792,7 +846,7 @@ async function hitRound(
       prefill: { records: usable, seconds: prefillSeconds, rssAfterPrefill, used },
     };
   } finally {
-    await p.stop();
+    if (p !== svc) await p.stop();
   }
 }
 

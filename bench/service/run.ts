@@ -596,18 +596,19 @@ const TEST_PATH_BUDGET = 256 * 1024 * 1024;
 async function fillStore(what: string, port: number, size: number, host: string, budget: number, maxSeconds: number, overfill = 0): Promise<void> {
   const storeBytes = async () => Number(/^mirror_cache_store_bytes(?:\{[^}]*\})? (\d+)/m.exec((await get(port, "/metrics")).body.toString())?.[1] ?? 0);
   const t0 = Date.now();
-  let rate = 0;
   for (let i = 0; Date.now() - t0 < maxSeconds * 1000; i++) {
     const bytes = await storeBytes();
     if (bytes >= 0.9 * budget) {
       // `overfill`: then about that share of the budget more, so the store has evicted and
-      // recycled (its byte count cannot show that: it stops at the budget).
-      const secs = Math.ceil((overfill * budget) / (size + 1024) / Math.max(100, rate));
-      if (overfill > 0) await wrk({ port, path: `/bytes/${size}`, seconds: secs, args: ["test", `fill${size}-over-:1:0`, "0", host] });
-      return log(`${what} ${size} B: store at ${mb(bytes)} MB of its ${mb(budget)} MB budget${overfill > 0 ? `, then ${secs} s of test calls more` : ""}`);
+      // recycled (its byte count cannot show that: it stops at the budget). In short runs: the
+      // rate jumps once the store recycles.
+      let more = 0;
+      for (let j = 0; more * (size + 1024) < overfill * budget; j++)
+        more += (await wrk({ port, path: `/bytes/${size}`, seconds: 2, args: ["test", `fill${size}-over${j}-:1:0`, "0", host] })).issued;
+      return log(`${what} ${size} B: store at ${mb(bytes)} MB of its ${mb(budget)} MB budget${overfill > 0 ? `, then ${more} test calls more` : ""}`);
     }
     log(`${what} ${size} B: filling the store (${mb(bytes)} MB of ${mb(budget)} MB)`);
-    rate = (await wrk({ port, path: `/bytes/${size}`, seconds: 5, args: ["test", `fill${size}-${i}-:1:0`, "0", host] })).rps;
+    await wrk({ port, path: `/bytes/${size}`, seconds: 5, args: ["test", `fill${size}-${i}-:1:0`, "0", host] });
   }
   const note = `${what} ${size} B: the store did not reach 90 % of its budget within ${maxSeconds} s; measuring anyway`;
   notes.push(note);
@@ -659,7 +660,8 @@ function median(xs: number[]): number {
  *     more. And the mirror run then read records most of which had sat idle for over a minute,
  *     which this VM makes several times slower to read (bench/service/idle-memory-read.ts), while
  *     a real mirror call reads its record within moments of the test call writing it. Now a
- *     round's records are at most its prefill plus the bare run before it old (~40 s).
+ *     round's records are at most its prefill plus the bare run before it old (64 KiB: 15–25 s
+ *     plus 13 s; 1 KiB, 800k records: 60–80 s).
  */
 /** Share of the memory hit's store budget that one round's records may take: the rest is slack,
  * so that a round's prefill evicts the fill's and earlier rounds' records (least recently used),

@@ -600,8 +600,8 @@ async function fillStore(what: string, port: number, size: number, host: string,
     const bytes = await storeBytes();
     if (bytes >= 0.9 * budget) {
       // `overfill`: then about that share of the budget more, so the store has evicted and
-      // recycled (its byte count cannot show that: it stops at the budget). In short runs: the
-      // rate jumps once the store recycles.
+      // recycled (its byte count cannot show that: it stops at the budget). In 2 s runs, because
+      // the rate jumps once the store recycles.
       let more = 0;
       for (let j = 0; more * (size + 1024) < overfill * budget; j++)
         more += (await wrk({ port, path: `/bytes/${size}`, seconds: 2, args: ["test", `fill${size}-over${j}-:1:0`, "0", host] })).issued;
@@ -653,9 +653,9 @@ function median(xs: number[]): number {
  *     connections then wait MIRROR_CACHE_WAIT_MS for records that never come, past the run's end,
  *     so neither non-2xx answers nor latencies show it, only a lower req/s.
  *   - the store (memory): one service per size for all its rounds, with a budget that holds a
- *     round's records (HIT_BUDGET_SHARE), first filled to its budget (fillStore), so each round's
- *     prefill records into buffers that earlier records left, as on a replica that has run for a
- *     while. Two reasons. A fresh process pays this VM's first touch of each page (a 64 KiB test
+ *     round's records (HIT_BUDGET_SHARE), first filled to its budget and 30 % past it
+ *     (fillStore), so each round's prefill records into buffers that earlier records left, as on
+ *     a replica that has run for a while. Two reasons. A fresh process pays this VM's first touch of each page (a 64 KiB test
  *     call: 1–3.5k/s fresh, 6–13k/s at steady state), so a fresh 12 GiB prefill took 100 s and
  *     more. And the mirror run then read records most of which had sat idle for over a minute,
  *     which this VM makes several times slower to read (bench/service/idle-memory-read.ts), while
@@ -809,9 +809,9 @@ async function hitRound(
       log(`hit ${kind} ${size} B${of}: prefill chunk ${chunk}: ${r.issued} test calls at ${Math.round(r.rps)}/s (${usable}/${needed} usable)`);
       if (chunk > 20) throw new Error("prefill is not progressing");
     }
-    // The memory store's budget holds 1/HIT_BUDGET_SHARE × `needed` records and evicts the least
-    // recently used: after a prefill that overshot, the mirror run starts at the newest records
-    // that surely fit.
+    // The memory store's budget holds at least 1/HIT_BUDGET_SHARE × `needed` records and evicts
+    // the least recently used: after a prefill that overshot, the mirror run starts at the newest
+    // records that surely fit.
     const fits = kind === "memory" ? Math.floor(needed * 1.2) : usable;
     for (let drop = usable - fits; drop > 0; ) {
       const c = chunks[0];

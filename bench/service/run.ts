@@ -653,9 +653,9 @@ function median(xs: number[]): number {
  *     connections then wait MIRROR_CACHE_WAIT_MS for records that never come, past the run's end,
  *     so neither non-2xx answers nor latencies show it, only a lower req/s.
  *   - the store (memory): one service per size for all its rounds, with a budget that holds a
- *     round's records (HIT_BUDGET_SHARE), first filled to its budget and 30 % past it
- *     (fillStore), so each round's prefill records into buffers that earlier records left, as on
- *     a replica that has run for a while. Two reasons. A fresh process pays this VM's first touch of each page (a 64 KiB test
+ *     round's records (HIT_BUDGET_SHARE), first filled until it holds 90 % of its budget and
+ *     then with 30 % of the budget more (fillStore), so each round's prefill records into buffers
+ *     that earlier records left, as on a replica that has run for a while. Two reasons. A fresh process pays this VM's first touch of each page (a 64 KiB test
  *     call: 1–3.5k/s fresh, 6–13k/s at steady state), so a fresh 12 GiB prefill took 100 s and
  *     more. And the mirror run then read records most of which had sat idle for over a minute,
  *     which this VM makes several times slower to read (bench/service/idle-memory-read.ts), while

@@ -343,16 +343,19 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
     return true;
   }
 
-  /** The record in slot `r` for a reader, leased `readers` times when its body is pooled. */
-  function view(r: number, readers: number): StoredResponse {
-    const big = bigs[r];
+  /** A record for `readers` readers: its body is the pooled buffer `big` (then leased `readers`
+   * times) or `len` bytes at `at` in slab `slab` (-1: empty). */
+  function viewOf(code: number, headers: Array<[string, string]>, big: Buffer | undefined, slab: number, at: number, len: number, readers: number): StoredResponse {
     if (big !== undefined) {
       leases.add(big, readers);
-      return new LeasedView(status[r], heads[r]!, big, leases);
+      return new LeasedView(code, headers, big, leases);
     }
-    const slab = bodySlab[r];
-    const at = bodyOff[r];
-    return new RecordView(status[r], heads[r]!, slab < 0 ? EMPTY_BODY : bodies.buffer(slab).subarray(at, at + bodyLen[r]));
+    return new RecordView(code, headers, slab < 0 ? EMPTY_BODY : bodies.buffer(slab).subarray(at, at + len));
+  }
+
+  /** The record in slot `r` for a reader, leased `readers` times when its body is pooled. */
+  function view(r: number, readers: number): StoredResponse {
+    return viewOf(status[r], heads[r]!, bigs[r], bodySlab[r], bodyOff[r], bodyLen[r], readers);
   }
 
   const store: CacheStore = {
@@ -462,15 +465,9 @@ export function createMemoryStore(options: MemoryStoreOptions): CacheStore {
         if (readers > 0) waiters.wake(key, view(r, readers));
         return Promise.resolve();
       }
-      // Not kept: the waiters' copy is the only one.
-      if (big !== undefined) {
-        if (readers > 0) leases.add(big, readers);
-        leases.leave(big);
-      }
-      if (readers > 0) {
-        const b = big ?? (slab < 0 ? EMPTY_BODY : bodies.buffer(slab).subarray(at, at + body.length));
-        waiters.wake(key, big !== undefined ? new LeasedView(value.status, headers, b, leases) : new RecordView(value.status, headers, b));
-      }
+      // Not kept: the waiters' copy is the only one (leased before the store lets it go).
+      if (readers > 0) waiters.wake(key, viewOf(value.status, headers, big, slab, at, body.length, readers));
+      if (big !== undefined) leases.leave(big);
       if (slab >= 0) bodies.free(slab);
       return Promise.resolve();
     },

@@ -195,11 +195,7 @@ export class OffHeapLru {
     // budget and recency
     this.sizes[s] = size;
     this.bytes += size;
-    this.older[s] = this.newest;
-    this.newer[s] = NONE;
-    if (this.newest === NONE) this.oldest = s;
-    else this.newer[this.newest] = s;
-    this.newest = s;
+    this.appendRecent(s);
     this.expireIn(s, ttl);
     return s;
   }
@@ -246,13 +242,7 @@ export class OffHeapLru {
       while (this.chain[p] !== s) p = this.chain[p];
       this.chain[p] = this.chain[s];
     }
-    // out of the recency list
-    const o = this.older[s];
-    const w = this.newer[s];
-    if (o === NONE) this.oldest = w;
-    else this.newer[o] = w;
-    if (w === NONE) this.newest = o;
-    else this.older[w] = o;
+    this.unlinkRecent(s);
     this.unlinkExpiry(s);
     this.bytes -= this.sizes[s];
     this.count--;
@@ -308,16 +298,26 @@ export class OffHeapLru {
 
   private use(s: number): void {
     if (s === this.newest) return;
-    // unlink (s has a newer neighbour, since it is not the newest)
+    this.unlinkRecent(s);
+    this.appendRecent(s);
+  }
+
+  /** Takes `s` out of the recency list. */
+  private unlinkRecent(s: number): void {
     const o = this.older[s];
     const w = this.newer[s];
     if (o === NONE) this.oldest = w;
     else this.newer[o] = w;
-    this.older[w] = o;
-    // append
+    if (w === NONE) this.newest = o;
+    else this.older[w] = o;
+  }
+
+  /** Puts `s` at the recency list's newest end. */
+  private appendRecent(s: number): void {
     this.older[s] = this.newest;
     this.newer[s] = NONE;
-    this.newer[this.newest] = s;
+    if (this.newest === NONE) this.oldest = s;
+    else this.newer[this.newest] = s;
     this.newest = s;
   }
 

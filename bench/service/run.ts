@@ -717,23 +717,23 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
         const t0 = Date.now();
         await fillStore("hit memory", svc.port, size, host, budget, 600, 0.3);
         fill = { seconds: (Date.now() - t0) / 1000, rss: rssBytes(svc.pid) };
+      } else {
+        if (!redis) {
+          redis = await startRedis();
+          // Redis is another machine in production: here it gets the load generator's core
+          // (wrk leaves most of it idle), not the core of the service under test. Unpinned,
+          // the scheduler put it on the service's core, and the two took turns on it.
+          if (hasTaskset && redis.pid) spawnSync("taskset", ["-a", "-cp", LOAD_CPU, String(redis.pid)]);
+        }
+        spawnSync("redis-cli", ["-p", String(redis.port), "FLUSHALL"]);
+        svc = await startService(`service-hit-redis-${size}`, { ...HIT_ENV, MIRROR_CACHE_STORE: "redis", REDIS_URL: redis.url });
       }
       const hits: Measured[] = [];
       const beside: Array<[Measured, Measured]> = [];
       const prefills: unknown[] = [];
       for (let round = 1; round <= rounds; round++) {
         const of = rounds > 1 ? ` (round ${round}/${rounds})` : "";
-        const r = await hitRound(kind, size, round, of, warmup, needed, host, svc, async () => {
-          if (!redis) {
-            redis = await startRedis();
-            // Redis is another machine in production: here it gets the load generator's core
-            // (wrk leaves most of it idle), not the core of the service under test. Unpinned,
-            // the scheduler put it on the service's core, and the two took turns on it.
-            if (hasTaskset && redis.pid) spawnSync("taskset", ["-a", "-cp", LOAD_CPU, String(redis.pid)]);
-          }
-          spawnSync("redis-cli", ["-p", String(redis.port), "FLUSHALL"]);
-          return { MIRROR_CACHE_STORE: "redis", REDIS_URL: redis.url };
-        }, bare);
+        const r = await hitRound(kind, size, round, of, warmup, needed, host, svc, bare);
         hits.push(r.hit);
         if (r.beside) beside.push(r.beside);
         prefills.push(r.prefill);
@@ -773,9 +773,8 @@ async function benchHit(kind: "memory" | "redis", sizes: readonly number[]): Pro
 /** The hit services' settings: mirror calls wait up to 2 s; records live an hour. */
 const HIT_ENV: Readonly<Record<string, string>> = { MIRROR_CACHE_WAIT_MS: "2000", MIRROR_CACHE_TTL_MS: "3600000" };
 
-/** One hit round: on `svc` (or a fresh service of its own), `needed` records prefilled by test
- * calls; a sanity exchange; then (with `bare`) the bare route, the mirror hit run, the bare route
- * again. */
+/** One hit round on `p`: `needed` records prefilled by test calls; a sanity exchange; then (with
+ * `bare`) the bare route, the mirror hit run, the bare route again. */
 async function hitRound(
   kind: "memory" | "redis",
   size: number,
@@ -784,72 +783,66 @@ async function hitRound(
   warmup: number,
   needed: number,
   host: string,
-  svc: Proc | undefined,
-  storeEnv: () => Promise<Record<string, string> | undefined>,
+  p: Proc,
   bare: Proc | undefined,
 ): Promise<{ hit: Measured; beside?: [Measured, Measured]; prefill: unknown }> {
-  const p = svc ?? (await startService(`service-hit-${kind}-${size}-r${round}`, { ...HIT_ENV, ...(await storeEnv()) }));
-  try {
-    // prefill: the first chunk (at most 5 s) measures the test calls' rate, which sizes the next
-    // (at most 10 s each: a rate that rises mid-way overshoots less)
-    let rate = (runs[`test_${size}`]?.rps ?? 3_000) * (kind === "redis" ? 0.6 : 1);
-    let chunks: Array<{ prefix: string; first: number; count: number }> = [];
-    let usable = 0;
-    const t0 = Date.now();
-    for (let chunk = 0; usable < needed; chunk++) {
-      const secs = Math.min(chunk === 0 ? 5 : 10, Math.max(1, Math.ceil(((needed - usable) / rate) * 1.05)));
-      const prefix = `h${kind[0]}${size}r${round}c${chunk}-`;
-      const r = await wrk({ port: p.port, path: `/bytes/${size}`, seconds: secs, args: ["test", `${prefix}:1:0`, "0", host] });
-      if (r.non2xx || r.socketErrors) notes.push(`hit ${kind} ${size} B${of} prefill chunk ${chunk}: ${r.non2xx} non-2xx, ${r.socketErrors} socket errors`);
-      // id 1 was never sent (see ids.lua); ids 2 … issued were, minus the tail in flight at the stop
-      const u = Math.max(0, r.issued - 1 - CONNECTIONS - 14);
-      chunks.push({ prefix, first: 2, count: u });
-      usable += u;
-      rate = Math.max(100, r.rps);
-      log(`hit ${kind} ${size} B${of}: prefill chunk ${chunk}: ${r.issued} test calls at ${Math.round(r.rps)}/s (${usable}/${needed} usable)`);
-      if (chunk > 20) throw new Error("prefill is not progressing");
-    }
-    // The memory store's budget holds at least 1/HIT_BUDGET_SHARE × `needed` records and evicts
-    // the least recently used: after a prefill that overshot, the mirror run starts at the newest
-    // records that surely fit.
-    const fits = kind === "memory" ? Math.floor(needed * 1.2) : usable;
-    for (let drop = usable - fits; drop > 0; ) {
-      const c = chunks[0];
-      const d = Math.min(drop, c.count);
-      chunks = d === c.count ? chunks.slice(1) : [{ ...c, first: c.first + d, count: c.count - d }, ...chunks.slice(1)];
-      usable -= d;
-      drop -= d;
-    }
-    const ranges = chunks.map((c) => `${c.prefix}:${c.first}:${c.count}`);
-    const prefillSeconds = (Date.now() - t0) / 1000;
-    // Sanity: a test call then its mirror call: a hit, byte-identical to the upstream's body.
-    const sid = `sanity-${kind}-${size}-r${round}`;
-    await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "test", "x-request-id": sid });
-    const s = await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "mirror", "x-request-id": sid });
-    if (s.status !== 200 || s.headers["x-mirror-cache"] !== "hit" || Buffer.compare(s.body, expectedBody(size)) !== 0)
-      throw new Error(`mirror sanity call: status ${s.status}, x-mirror-cache ${String(s.headers["x-mirror-cache"])}, ${s.body.length} bytes`);
-    const rssAfterPrefill = rssBytes(p.pid);
-    const bareRun = (when: string) => measure(`bare fastify ${size} B, ${when} the hit run${of}`, bare!.port, `/bytes/${size}`, ids("-", (ph) => `bare-${when}-r${round}-${ph}-:1:0`, "-"), DURATION, true, bare!.pid);
-    const before = bare ? await bareRun("before") : undefined;
-    const fit = (w: WrkResult): number => {
-      const secs = Math.min(DURATION, Math.floor((usable - w.issued) / (w.rps * HIT_FIT_MARGIN)));
-      if (secs < 1) throw new Error(`hit ${kind} ${size} B${of}: the warm-up (${Math.round(w.rps)} req/s) left records for less than 1 s: raise --record-gb`);
-      return secs;
-    };
-    const hit = await measure(`ours mirror hit (${kind}) ${size} B${of}`, p.port, `/bytes/${size}`, (offset) => ["mirror", ranges.join(","), String(offset), host], DURATION, false, p.pid, { warmupSeconds: warmup, fit });
-    const after = bare ? await bareRun("after") : undefined;
-    const used = hit.warmupIssued + hit.issued;
-    // `used` counts every id sent, answered or not: one past `usable` had no record.
-    const out = used > usable ? `RAN OUT of prefilled records (${used} > ${usable}): its connections then waited for records that never came, so its req/s is understated` : undefined;
-    if (out) notes.push(`hit ${kind} ${size} B${of}: ${out}`);
-    return {
-      hit: { ...hit, note: [hit.note, out].filter(Boolean).join("; ") || undefined },
-      beside: before && after ? [before, after] : undefined,
-      prefill: { records: usable, seconds: prefillSeconds, rssAfterPrefill, used },
-    };
-  } finally {
-    if (p !== svc) await p.stop();
+  // prefill: the first chunk (at most 5 s) measures the test calls' rate, which sizes the next
+  // (at most 10 s each: a rate that rises mid-way overshoots less)
+  let rate = (runs[`test_${size}`]?.rps ?? 3_000) * (kind === "redis" ? 0.6 : 1);
+  let chunks: Array<{ prefix: string; first: number; count: number }> = [];
+  let usable = 0;
+  const t0 = Date.now();
+  for (let chunk = 0; usable < needed; chunk++) {
+    const secs = Math.min(chunk === 0 ? 5 : 10, Math.max(1, Math.ceil(((needed - usable) / rate) * 1.05)));
+    const prefix = `h${kind[0]}${size}r${round}c${chunk}-`;
+    const r = await wrk({ port: p.port, path: `/bytes/${size}`, seconds: secs, args: ["test", `${prefix}:1:0`, "0", host] });
+    if (r.non2xx || r.socketErrors) notes.push(`hit ${kind} ${size} B${of} prefill chunk ${chunk}: ${r.non2xx} non-2xx, ${r.socketErrors} socket errors`);
+    // id 1 was never sent (see ids.lua); ids 2 … issued were, minus the tail in flight at the stop
+    const u = Math.max(0, r.issued - 1 - CONNECTIONS - 14);
+    chunks.push({ prefix, first: 2, count: u });
+    usable += u;
+    rate = Math.max(100, r.rps);
+    log(`hit ${kind} ${size} B${of}: prefill chunk ${chunk}: ${r.issued} test calls at ${Math.round(r.rps)}/s (${usable}/${needed} usable)`);
+    if (chunk > 20) throw new Error("prefill is not progressing");
   }
+  // The memory store's budget holds at least 1/HIT_BUDGET_SHARE × `needed` records and evicts
+  // the least recently used: after a prefill that overshot, the mirror run starts at the newest
+  // records that surely fit.
+  const fits = kind === "memory" ? Math.floor(needed * 1.2) : usable;
+  for (let drop = usable - fits; drop > 0; ) {
+    const c = chunks[0];
+    const d = Math.min(drop, c.count);
+    chunks = d === c.count ? chunks.slice(1) : [{ ...c, first: c.first + d, count: c.count - d }, ...chunks.slice(1)];
+    usable -= d;
+    drop -= d;
+  }
+  const ranges = chunks.map((c) => `${c.prefix}:${c.first}:${c.count}`);
+  const prefillSeconds = (Date.now() - t0) / 1000;
+  // Sanity: a test call then its mirror call: a hit, byte-identical to the upstream's body.
+  const sid = `sanity-${kind}-${size}-r${round}`;
+  await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "test", "x-request-id": sid });
+  const s = await get(p.port, `/bytes/${size}`, { host, "x-mirror-stack": "mirror", "x-request-id": sid });
+  if (s.status !== 200 || s.headers["x-mirror-cache"] !== "hit" || Buffer.compare(s.body, expectedBody(size)) !== 0)
+    throw new Error(`mirror sanity call: status ${s.status}, x-mirror-cache ${String(s.headers["x-mirror-cache"])}, ${s.body.length} bytes`);
+  const rssAfterPrefill = rssBytes(p.pid);
+  const bareRun = (when: string) => measure(`bare fastify ${size} B, ${when} the hit run${of}`, bare!.port, `/bytes/${size}`, ids("-", (ph) => `bare-${when}-r${round}-${ph}-:1:0`, "-"), DURATION, true, bare!.pid);
+  const before = bare ? await bareRun("before") : undefined;
+  const fit = (w: WrkResult): number => {
+    const secs = Math.min(DURATION, Math.floor((usable - w.issued) / (w.rps * HIT_FIT_MARGIN)));
+    if (secs < 1) throw new Error(`hit ${kind} ${size} B${of}: the warm-up (${Math.round(w.rps)} req/s) left records for less than 1 s: raise --record-gb`);
+    return secs;
+  };
+  const hit = await measure(`ours mirror hit (${kind}) ${size} B${of}`, p.port, `/bytes/${size}`, (offset) => ["mirror", ranges.join(","), String(offset), host], DURATION, false, p.pid, { warmupSeconds: warmup, fit });
+  const after = bare ? await bareRun("after") : undefined;
+  const used = hit.warmupIssued + hit.issued;
+  // `used` counts every id sent, answered or not: one past `usable` had no record.
+  const out = used > usable ? `RAN OUT of prefilled records (${used} > ${usable}): its connections then waited for records that never came, so its req/s is understated` : undefined;
+  if (out) notes.push(`hit ${kind} ${size} B${of}: ${out}`);
+  return {
+    hit: { ...hit, note: [hit.note, out].filter(Boolean).join("; ") || undefined },
+    beside: before && after ? [before, after] : undefined,
+    prefill: { records: usable, seconds: prefillSeconds, rssAfterPrefill, used },
+  };
 }
 
 async function benchMemory(): Promise<void> {

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { ERRORS, errorBody, type ErrorCode } from "./errors.ts";
 import type { Metrics, Outcome } from "./metrics.ts";
+import { stage, stages, unstage } from "./staging.ts";
 import { StoreUnavailableError, type CacheStore, type Stack, type StoredResponse } from "./store/types.ts";
 
 export type { Lookup, StoredResponse } from "./store/types.ts";
@@ -61,16 +62,21 @@ export function recordHead(h: ReadonlyArray<readonly [string, string]>, cache: s
   return flat;
 }
 
-/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`, then release it (a
- * leased record's body buffer may be reused once the answer is handed to the OS: 'finish'. An
- * answer that never finishes — its connection cut — keeps its lease, and the buffer is left to the
- * garbage collector, since the socket may still have held it). */
+/** Write a record (or any StoredResponse) with `x-mirror-cache: <cache>`, then release it. A
+ * leased record (a body in the store's own memory) of a size `stages` takes is copied into a
+ * staging buffer (staging.ts says why) and released at once; any other leased record is released
+ * once the answer is handed to the OS ('finish'), when its body buffer may be reused. An answer
+ * that never finishes — its connection cut — keeps its lease or its staging buffer, which is then
+ * left to the garbage collector, since the socket may still have held it. */
 export function sendRecord(res: ServerResponse, rec: StoredResponse, cache: string): void {
   if (res.headersSent || res.destroyed) return rec.release?.();
   const body = rec.body; // read once: a getter may build it on each read
   res.writeHead(rec.status, recordHead(rec.headers, cache, body.length));
-  if (rec.release === undefined) res.end(body);
-  else res.end(body, () => rec.release!());
+  if (rec.release === undefined) return void res.end(body);
+  if (!stages(body.length)) return void res.end(body, () => rec.release!());
+  const copy = stage(body);
+  rec.release();
+  res.end(copy, () => unstage(copy));
 }
 
 /** Answer with a catalogue error: JSON body, `x-mirror-cache` from the catalogue (or none). */

@@ -2,13 +2,13 @@
 //
 // Why: a record's body has sat in the store since its test call, out of the CPU's caches, and
 // the kernel copies such a body into a socket much more slowly than user space copies it. On the
-// bench VM (AMD EPYC, 2 cores) writing 64 KiB bodies from a 2.5 GiB set to a loopback socket
-// cost 47–50 µs of CPU per write when written directly, 31–36 µs when first copied into a buffer
-// that stays in cache and that buffer written; 32 KiB: 15–16 against 11–12 µs; 128 KiB: 56–59
-// against 39–52 µs. At 16 KiB and below, and at 256 KiB and above, there was no clear gain, so
-// only bodies between STAGE_MIN_BYTES and STAGE_MAX_BYTES are staged
-// (`npx tsx bench/service/socket-copy.ts` measures a machine). A staged answer also lets go of
-// its record at once instead of when the answer is written.
+// bench VM (AMD EPYC, 2 cores; `npx tsx bench/service/socket-copy.ts`, three rounds each) writing
+// 64 KiB bodies from a 2.5 GiB set to a loopback socket cost 39–52 µs of CPU per write when
+// written directly, 31–42 µs when first copied into a buffer that stays in cache and that buffer
+// written; 32 KiB: 13–16 against 11–13 µs; 128 KiB: 57–64 against 38–49 µs. At 16 KiB and at
+// 256 KiB there was no clear gain, so only bodies between STAGE_MIN_BYTES and STAGE_MAX_BYTES are
+// staged. In the service bench the 64 KiB mirror hit went from 49 to 31 µs of CPU per request. A
+// staged answer also lets go of its record at once instead of when the answer is written.
 
 export const STAGE_MIN_BYTES = 32 * 1024;
 export const STAGE_MAX_BYTES = 128 * 1024;

@@ -7,20 +7,25 @@
 //
 // For each size: buffers filling the set are written, left alone for 3 s, then each is written
 // to a socket whose reader (a child process) drains it, waiting for each write to complete as an
-// answer's 'finish' does; three rounds of each way, alternating. Pin it on a shared machine
-// (`taskset -c 0`; the reader runs where the kernel puts it).
-import { fork } from "node:child_process";
+// answer's 'finish' does; three rounds of each way, alternating. As in the service bench, the
+// writer should have a core to itself and the reader the other one: run it under `taskset -c 0`
+// and the reader is started under `taskset -c 1` (READER_CPU), where taskset exists.
+import { spawn, spawnSync } from "node:child_process";
 import { connect, createServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 
 if (process.argv[2] === "reader") {
   const server = createServer((s) => s.on("data", () => undefined));
-  server.listen(0, "127.0.0.1", () => process.send!((server.address() as AddressInfo).port));
+  server.listen(0, "127.0.0.1", () => console.log((server.address() as AddressInfo).port));
 } else {
   const sizes = (process.argv[2] ?? "16384,32768,65536,131072,262144").split(",").map(Number);
   const setBytes = Number(process.argv[3] ?? 2.5) * 2 ** 30;
-  const reader = fork(new URL(import.meta.url).pathname, ["reader"], { execArgv: process.execArgv });
-  const port = await new Promise<number>((r) => reader.once("message", (m) => r(m as number)));
+  const node = [process.execPath, ...process.execArgv, new URL(import.meta.url).pathname, "reader"];
+  const pinned = spawnSync("taskset", ["-V"]).status === 0;
+  const readerCpu = process.env.READER_CPU ?? "1";
+  const reader = pinned ? spawn("taskset", ["-c", readerCpu, ...node], { stdio: ["ignore", "pipe", "inherit"] }) : spawn(node[0], node.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((r) => reader.stdout!.once("data", (d: Buffer) => r(Number(d.toString().trim()))));
+  console.log(`reader ${pinned ? `on CPU ${readerCpu}` : "not pinned (no taskset)"}`);
   const sock = connect(port, "127.0.0.1");
   await new Promise((r) => sock.once("connect", r));
   const write = (s: Socket, b: Buffer) => new Promise((r) => s.write(b, r));

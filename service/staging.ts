@@ -9,15 +9,15 @@
 // 256 KiB there was no clear gain, so only bodies between STAGE_MIN_BYTES and STAGE_MAX_BYTES are
 // staged. In the service bench the 64 KiB mirror hit went from 49 to 31 µs of CPU per request. A
 // staged answer also lets go of its record at once instead of when the answer is written.
+import { BodyPool } from "./store/body-pool.ts";
 
 export const STAGE_MIN_BYTES = 32 * 1024;
 export const STAGE_MAX_BYTES = 128 * 1024;
-/** Staging buffers kept for reuse; more are allocated while more answers are being written, and
- * dropped to the garbage collector when they come back to a full stack. */
-const KEEP = 16;
 
-// A stack, so the buffer taken next is the one given back last: the one still in cache.
-const idle: ArrayBuffer[] = [];
+// The store's buffer pool serves here too: its free lists are stacks, so the buffer taken next is
+// the one given back last, the one still in cache. Idle buffers kept: up to sixteen of the largest
+// size; more are allocated while more answers are being written.
+const pool = new BodyPool(16 * STAGE_MAX_BYTES);
 
 /** Whether a body of `len` bytes read from a store's memory is copied before it is written. */
 export function stages(len: number): boolean {
@@ -27,12 +27,11 @@ export function stages(len: number): boolean {
 /** A copy of `body` (of a length `stages` accepts) in a staging buffer; hand it back with
  * `unstage` once the socket has taken it (the write's callback), never earlier. */
 export function stage(body: Buffer): Buffer {
-  const ab = idle.pop() ?? new ArrayBuffer(STAGE_MAX_BYTES);
-  const copy = Buffer.from(ab, 0, body.length);
+  const copy = pool.take(body.length);
   body.copy(copy);
   return copy;
 }
 
 export function unstage(copy: Buffer): void {
-  if (idle.length < KEEP) idle.push(copy.buffer as ArrayBuffer);
+  pool.give(copy);
 }

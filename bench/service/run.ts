@@ -584,6 +584,12 @@ async function benchForwardAndTestPath(forward: boolean, test: boolean): Promise
   }
 }
 
+/** Bytes a bench record of a `size`-byte body takes in the store, for sizing budgets and fills:
+ * body + 1 KiB, more than the store counts (key, headers, overhead: ~400 B). */
+function recordBytes(size: number): number {
+  return size + 1024;
+}
+
 /** The test path's store budget: the default (256 MiB). */
 const TEST_PATH_BUDGET = 256 * 1024 * 1024;
 
@@ -603,7 +609,7 @@ async function fillStore(what: string, port: number, size: number, host: string,
       // recycled (its byte count cannot show that: it stops at the budget). In 2 s runs, because
       // the rate jumps once the store recycles.
       let more = 0;
-      for (let j = 0; more * (size + 1024) < overfill * budget; j++)
+      for (let j = 0; more * recordBytes(size) < overfill * budget; j++)
         more += (await wrk({ port, path: `/bytes/${size}`, seconds: 2, args: ["test", `fill${size}-over${j}-:1:0`, "0", host] })).issued;
       return log(`${what} ${size} B: store at ${mb(bytes)} MB of its ${mb(budget)} MB budget${overfill > 0 ? `, then ${more} test calls more` : ""}`);
     }
@@ -677,8 +683,7 @@ function hitPlan(kind: "memory" | "redis", size: number): { warmup: number; need
     kind === "memory"
       ? Math.max(size > 4096 ? 8_000 : 30_000, runs[`bare_${size}`]?.rps ?? 0)
       : Math.max(5_000, 1.3 * (runs[`hit_memory_${size}`]?.rps ?? 20_000));
-  // (size + 1 KiB) per record: more than the store counts (key, headers, overhead: ~400 B).
-  const perRecord = size + 1024;
+  const perRecord = recordBytes(size);
   const maxRecords = Math.floor((HIT_BUDGET_SHARE * RECORD_GB * 1024 ** 3) / perRecord);
   const wanted = Math.ceil(est * 1.15 * (WARMUP + DURATION)) + 1_000;
   // Short of records: a 1 s warm-up (the prefill's test calls already ran the shared code hot),

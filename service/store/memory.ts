@@ -34,9 +34,9 @@
 // into shared slabs (SLAB_BYTES, slab-arena.ts). Bodies of POOL_MIN_BYTES and more are copied into
 // reused buffers (body-pool.ts), or adopted as they are when `bodyBuffer` handed them out (the
 // forwarder gathers a streamed answer into one): each view of such a record is leased, and its
-// `release()` (called by sendRecord once the answer is written, or once it has copied a body
-// into a staging buffer, service/staging.ts) lets the buffer be reused after
-// the record has left the store.
+// `release()` (called by sendRecord once the answer is written, or once it has copied the body
+// into a staging buffer, service/staging.ts) lets the buffer be reused after the record has left
+// the store.
 import { callKey } from "../key.ts";
 import { BodyPool, POOL_MIN_BYTES } from "./body-pool.ts";
 import { ExpiringLru, LruEntry } from "./expiring-lru.ts";

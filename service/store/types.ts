@@ -13,8 +13,8 @@ export interface StoredResponse {
   body: Buffer;
   /** Present on records of a store that reuses body buffers (memory): the store leases each
    * record it hands out, and `release()` says nothing will read `body` again (the answer is
-   * written, or its body copied for writing). Call it at most once, and never before the last read; not calling it only costs
-   * the buffer's reuse. */
+   * written, or its body copied for writing). Call it at most once, and never before the last
+   * read; not calling it only costs the buffer's reuse. */
   release?(): void;
 }
 

@@ -7,7 +7,7 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STAGE_MAX_BYTES, STAGE_MIN_BYTES } from "../../service/staging.ts";
-import { rid, send, startService, sleep, type Service, type Upstream, startUpstream } from "./support/harness.ts";
+import { rid, send, sleep, startService, startUpstream, type Service, type Upstream } from "./support/harness.ts";
 
 const SIZE = 64 * 1024;
 /** 160 × 64 KiB = 10 MiB: more than loopback buffers between a sender and a paused reader. */

@@ -24,8 +24,9 @@ export function stages(len: number): boolean {
   return len >= STAGE_MIN_BYTES && len <= STAGE_MAX_BYTES;
 }
 
-/** A copy of `body` (of a length `stages` accepts) in a staging buffer; hand it back with
- * `unstage` once the socket has taken it (the write's callback), never earlier. */
+/** A copy of `body` in a staging buffer (the service stages only lengths `stages` accepts;
+ * socket-copy.ts measures others); hand it back with `unstage` once the socket has taken it (the
+ * write's callback), never earlier. */
 export function stage(body: Buffer): Buffer {
   const copy = pool.take(body.length);
   body.copy(copy);

@@ -5,33 +5,12 @@
 // still pending in the process while the store churns (loopback takes ~4 MiB into the sender's
 // buffer plus the paused receiver's default window; the rest waits in the service). The same
 // holds for a test call's own streamed answer, whose record body the store adopted.
-import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rid, send, sleep, startService, startUpstream, type Service, type Upstream } from "./support/harness.ts";
+import { pausedCalls, rid, send, sleep, startService, startUpstream, type Service, type Upstream } from "./support/harness.ts";
 
 const SIZE = 6 * 1024 * 1024;
 const FILLS = "bcdefghijk".split("");
 const bodyOf = (fill: string) => Buffer.alloc(SIZE, fill);
-
-/** A GET of `path` on a raw connection that reads nothing until `finish()`: the answer piles up
- * in the kernel and then in the service. `finish()` reads it all and splits head from body. */
-function pausedCall(port: number, host: string, stack: string, id: string, path: string): { finish(): Promise<{ head: string; body: Buffer }> } {
-  const sock = connect(port, "127.0.0.1");
-  sock.pause();
-  const chunks: Buffer[] = [];
-  sock.on("data", (c: Buffer) => chunks.push(c));
-  sock.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nx-mirror-stack: ${stack}\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`);
-  return {
-    async finish() {
-      const ended = new Promise((r) => sock.once("end", r));
-      sock.resume();
-      await ended;
-      const raw = Buffer.concat(chunks);
-      const headEnd = raw.indexOf("\r\n\r\n");
-      return { head: raw.subarray(0, headEnd).toString(), body: raw.subarray(headEnd + 4) };
-    },
-  };
-}
 
 describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
   let up: Upstream;
@@ -53,7 +32,7 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
     expect(t.body.length).toBe(SIZE);
 
     // The mirror call, read by nobody for now.
-    const mirror = pausedCall(svc.port, up.authority, "mirror", id, "/a");
+    const mirror = pausedCalls(svc.port, { host: up.authority, stack: "mirror", calls: [{ rid: id, path: "/a" }] });
     await sleep(200); // the service answers: the kernel takes what fits, the rest waits in the process
 
     // Ten more records: "a" is evicted by the eighth, and the later ones need buffers.
@@ -63,7 +42,9 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
     }
     expect(svc.store.stats().entries).toBe(8);
 
-    const { head, body } = await mirror.finish();
+    const answers = await mirror.finish();
+    expect(answers).toHaveLength(1);
+    const [{ head, body }] = answers;
     expect(head).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: hit/s);
     expect(body.length).toBe(SIZE);
     const foreign = body.findIndex((b) => b !== 0x61); // "a"
@@ -74,7 +55,7 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
   // gathered into a store buffer that `put` adopts (ForwarderOptions.bodyBuffer). The answer must
   // never be written from that buffer: once the record is evicted it goes to the next record.
   it("a paused test client still gets its upstream's bytes after its record was evicted and its buffer reused", async () => {
-    const test = pausedCall(svc.port, up.authority, "test", rid(), "/a");
+    const test = pausedCalls(svc.port, { host: up.authority, stack: "test", calls: [{ rid: rid(), path: "/a" }] });
     await sleep(500); // forwarded and recorded; most of the answer waits in the process
 
     for (const f of FILLS) {
@@ -82,7 +63,9 @@ describe("slow-replay-keeps-its-bytes-while-the-store-reuses-buffers", () => {
       expect(r.body.equals(bodyOf(f))).toBe(true);
     }
 
-    const { head, body } = await test.finish();
+    const answers = await test.finish();
+    expect(answers).toHaveLength(1);
+    const [{ head, body }] = answers;
     expect(head).toMatch(/^HTTP\/1\.1 200 .*x-mirror-cache: pass/s);
     expect(body.length).toBe(SIZE);
     expect(body.findIndex((b) => b !== 0x61)).toBe(-1);

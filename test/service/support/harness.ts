@@ -1,7 +1,7 @@
 // Test harness for the service: real HTTP upstreams on 127.0.0.1, the real memory store, the app
 // listening on 127.0.0.1, and a plain node:http client that sends exactly the headers it is given.
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import pino from "pino";
 import { buildApp, type AppOptions, type MirrorCacheApp } from "../../../service/app.ts";
 import { loadConfig, type Config } from "../../../service/config.ts";
@@ -139,6 +139,42 @@ export function send(port: number, o: SendOptions = {}): Promise<Answer> {
       })().catch((e) => req.destroy(e));
     }
   });
+}
+
+/** GETs of `paths` pipelined on one raw connection that reads nothing until `finish()`, the last
+ * with `Connection: close`: the answers pile up in the kernel and then in the service.
+ * `finish()` reads to the end and splits the answers by their content-length. */
+export function pausedCalls(port: number, o: { host: string; stack: string; calls: ReadonlyArray<{ rid: string; path: string }> }): { finish(): Promise<Array<{ head: string; body: Buffer }>> } {
+  const sock = connect(port, "127.0.0.1");
+  sock.pause();
+  const chunks: Buffer[] = [];
+  sock.on("data", (c: Buffer) => chunks.push(c));
+  const last = o.calls.length - 1;
+  sock.write(o.calls.map((c, i) => `GET ${c.path} HTTP/1.1\r\nHost: ${o.host}\r\nx-mirror-stack: ${o.stack}\r\nx-request-id: ${c.rid}\r\n${i === last ? "Connection: close\r\n" : ""}\r\n`).join(""));
+  return {
+    async finish() {
+      const ended = new Promise((r) => sock.once("end", r));
+      sock.resume();
+      await ended;
+      return splitAnswers(Buffer.concat(chunks));
+    },
+  };
+}
+
+/** HTTP/1.1 answers read off a raw connection, split by their content-length. */
+export function splitAnswers(raw: Buffer): Array<{ head: string; body: Buffer }> {
+  const out: Array<{ head: string; body: Buffer }> = [];
+  let at = 0;
+  while (at < raw.length) {
+    const headEnd = raw.indexOf("\r\n\r\n", at);
+    if (headEnd < 0) throw new Error(`an incomplete head at byte ${at}`);
+    const head = raw.subarray(at, headEnd).toString("latin1");
+    const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1]);
+    if (!Number.isInteger(len)) throw new Error(`an answer without content-length at byte ${at}`);
+    out.push({ head, body: raw.subarray(headEnd + 4, headEnd + 4 + len) });
+    at = headEnd + 4 + len;
+  }
+  return out;
 }
 
 let ridCounter = 0;

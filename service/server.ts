@@ -4,6 +4,7 @@
 import pino from "pino";
 import { buildApp } from "./app.ts";
 import { ConfigError, loadConfig, unknownVariables, type Config } from "./config.ts";
+import { hugePagesStatus, readHugePagesFacts } from "./huge-pages.ts";
 import type { CacheStore } from "./store/types.ts";
 
 async function createStore(config: Readonly<Config>): Promise<CacheStore> {
@@ -33,7 +34,10 @@ async function main(): Promise<void> {
   const app = await buildApp({ config, store, logger: log, defaultMetrics: true });
   await app.listen({ port: config.port, host: config.host });
   const addr = app.server.address();
-  log.info({ address: addr, store: store.kind, waitMs: config.waitMs, ttlMs: config.ttlMs }, "mirror-cache listening");
+  const hugePages = hugePagesStatus(readHugePagesFacts());
+  log.info({ address: addr, store: store.kind, waitMs: config.waitMs, ttlMs: config.ttlMs, hugePages: hugePages.on }, "mirror-cache listening");
+  // Only the memory store keeps bodies in this process; on Linux, where the fix applies.
+  if (!hugePages.on && store.kind === "memory" && process.platform === "linux") log.warn({ hugePages: false }, `record bodies are not on huge pages: ${hugePages.why}`);
 
   let stopping = false;
   const shutdown = (signal: string) => {

@@ -6,6 +6,7 @@
 //                                [--sizes 1024,65536] [--record-gb 10] [--entry server|bench] [--quiet-wait 180]
 //                                [--rounds 3]  (forwarder / test-path rounds; memory hit rounds)
 //                                [--node-flags=--single-threaded-gc]  (for every Node server)
+//                                [--huge-pages on|off]  (GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for every Node server; on)
 //                                [--profile]   (our service and the forwarder run with --cpu-prof)
 //                                [--out bench/results/service.json]  (and .md next to it)
 //
@@ -62,6 +63,12 @@ const QUIET_WAIT = Number(arg("quiet-wait", "180"));
 /** --node-flags "--a --b": V8/Node flags for every Node server of the bench (bare, forwarder,
  * upstream, ours), e.g. --single-threaded-gc. Default none. */
 const NODE_FLAGS: readonly string[] = arg("node-flags", "").split(" ").filter(Boolean);
+/** Environment of every Node server (ours and the baselines): malloc on transparent huge pages, as
+ * the image and `npm start` run the service (service/huge-pages.ts says why). `--huge-pages off`
+ * runs them all without it. */
+const HUGE_PAGES = arg("huge-pages", "on");
+if (HUGE_PAGES !== "on" && HUGE_PAGES !== "off") throw new Error(`--huge-pages must be on or off, not ${JSON.stringify(HUGE_PAGES)}`);
+const NODE_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: HUGE_PAGES === "on" ? "glibc.malloc.hugetlb=1" : "" };
 /** Rounds of the alternating forwarder / test-path runs (see benchForwardAndTestPath). */
 const ROUNDS = Math.max(1, Number(arg("rounds", "3")));
 /** --profile: start our service and the forwarder with --cpu-prof (profiles land in the run's tmp dir). */
@@ -144,7 +151,7 @@ async function startProc(name: string, cmd: string, args: string[], opts: { env?
 
 async function startNode(name: string, script: string, env: Record<string, string>, cpu?: string, nodeArgs: string[] = []): Promise<Proc> {
   const port = Number(env.PORT ?? (await freePort()));
-  return startProc(name, process.execPath, [...NODE_FLAGS, ...nodeArgs, "--import", "tsx", script], { env: { ...env, PORT: String(port) }, cpu, port });
+  return startProc(name, process.execPath, [...NODE_FLAGS, ...nodeArgs, "--import", "tsx", script], { env: { ...NODE_ENV, ...env, PORT: String(port) }, cpu, port });
 }
 
 function rssBytes(pid: number): number {
@@ -851,7 +858,7 @@ async function hitRound(
 }
 
 async function benchMemory(): Promise<void> {
-  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", join(here, "memory-overhead.ts"), "100000", "1024"], { cwd: root, encoding: "utf8" });
+  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", join(here, "memory-overhead.ts"), "100000", "1024"], { cwd: root, env: { ...process.env, ...NODE_ENV }, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`memory-overhead failed:\n${r.stderr}`);
   results.memoryOverhead = JSON.parse(r.stdout.trim().split("\n").pop()!);
   log(`memory overhead: ${JSON.stringify(results.memoryOverhead)}`);
@@ -1069,6 +1076,7 @@ async function main(): Promise<void> {
         load: { tool: wrkVersion, threads: 1, connections: CONNECTIONS, warmupSeconds: WARMUP, durationSeconds: DURATION, serverCpu: SERVER_CPU, loadCpu: LOAD_CPU, taskset: hasTaskset },
         entry: ENTRY,
         nodeFlags: NODE_FLAGS,
+        nodeEnv: NODE_ENV,
         rounds: ROUNDS,
         runs,
         pairedRatios,
@@ -1084,7 +1092,7 @@ async function main(): Promise<void> {
   );
   const md = [
     `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC on ${machine}; \`npx tsx bench/service/run.ts\``,
-    `(wrk -t1 -c${CONNECTIONS}, keep-alive, warm-up ${WARMUP} s + ${DURATION} s per run; server pinned to CPU ${SERVER_CPU}, wrk to CPU ${LOAD_CPU}${NODE_FLAGS.length ? `; Node servers run with ${NODE_FLAGS.join(" ")}` : ""}).`,
+    `(wrk -t1 -c${CONNECTIONS}, keep-alive, warm-up ${WARMUP} s + ${DURATION} s per run; server pinned to CPU ${SERVER_CPU}, wrk to CPU ${LOAD_CPU}; Node servers run with GLIBC_TUNABLES=${NODE_ENV.GLIBC_TUNABLES || "(empty)"}${NODE_FLAGS.length ? ` ${NODE_FLAGS.join(" ")}` : ""}).`,
     "",
     table,
     ...notes.map((n) => `\n- ${n}`),

@@ -114,6 +114,17 @@ describe("Dockerfile (mirror-cache image)", () => {
     expect(finalStage.some((i) => i.op === "ENV" && /\bPORT=8080\b/.test(i.args))).toBe(true);
   });
 
+  it("the service's malloc asks for huge pages (GLIBC_TUNABLES), as `npm start` and the bench run it", async () => {
+    const { hugePagesStatus, mallocHugetlb } = await import("../../service/huge-pages.ts");
+    const env = finalStage.filter((i) => i.op === "ENV").map((i) => i.args).join(" ");
+    const tunables = /\bGLIBC_TUNABLES=(\S+)/.exec(env)?.[1];
+    expect(mallocHugetlb(tunables)).toBe("1");
+    // bookworm's glibc (2.36) knows the tunable (2.35+); the node's THP mode decides the rest
+    expect(hugePagesStatus({ tunables, thpMode: "madvise", glibc: true }).on).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+    expect(pkg.scripts.start).toMatch(/\bGLIBC_TUNABLES=glibc\.malloc\.hugetlb=1 tsx service\/server\.ts\b/);
+  });
+
   it("HEALTHCHECK probes /healthz with node (no curl in the slim image)", () => {
     const hc = finalStage.filter((i) => i.op === "HEALTHCHECK");
     expect(hc.length).toBe(1);

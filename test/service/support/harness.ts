@@ -1,5 +1,6 @@
 // Test harness for the service: real HTTP upstreams on 127.0.0.1, the real memory store, the app
 // listening on 127.0.0.1, and a plain node:http client that sends exactly the headers it is given.
+import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import pino from "pino";
@@ -7,6 +8,7 @@ import { buildApp, type AppOptions, type MirrorCacheApp } from "../../../service
 import { loadConfig, type Config } from "../../../service/config.ts";
 import { createMemoryStore } from "../../../service/store/memory.ts";
 import type { CacheStore } from "../../../service/store/types.ts";
+import { freePort } from "../../support/redis-server.ts";
 
 export interface Upstream {
   port: number;
@@ -183,3 +185,36 @@ export function rid(prefix = "rid"): string {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  /** The first line of the server's stdout (its pino log) that matches `re`, waited for. */
+  line(re: RegExp, ms?: number): Promise<string>;
+}
+
+/** `service/server.ts` in a process of its own on 127.0.0.1 (the memory store), with `env`
+ * on top of this process's environment; resolves once it logs that it listens. */
+export async function spawnServer(env: Record<string, string> = {}): Promise<ServerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ["--import", "tsx", "service/server.ts"], {
+    cwd: new URL("../../..", import.meta.url).pathname,
+    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", MIRROR_CACHE_EGRESS_ALLOW: "127.0.0.1/32", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  const line = (re: RegExp, ms = 20_000) =>
+    new Promise<string>((resolve, reject) => {
+      const t0 = Date.now();
+      const look = () => {
+        const found = out.split("\n").find((l) => re.test(l));
+        if (found !== undefined) return resolve(found);
+        if (Date.now() - t0 > ms || child.exitCode !== null) return reject(new Error(`no line matching ${re} within ${ms} ms; output: ${out}`));
+        setTimeout(look, 20);
+      };
+      look();
+    });
+  await line(/mirror-cache listening/);
+  return { child, port, line };
+}

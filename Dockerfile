@@ -13,9 +13,9 @@ RUN npm ci --omit=dev --no-audit --no-fund \
 
 FROM node:20-bookworm-slim AS runtime
 # GLIBC_TUNABLES: glibc's malloc asks for transparent huge pages, so record bodies sit on 2 MiB
-# pages; on 4 KiB pages a body read some seconds after it was written cost the 64 KiB mirror hit
-# about a third of its rate in the bench (service/huge-pages.ts). Needs THP mode madvise or always
-# on the node; set it to "" to turn it off.
+# pages; on 4 KiB pages, where a body read some seconds after it was written is slow to read, the
+# 64 KiB mirror hit took a third more CPU per request in the bench (service/huge-pages.ts). Needs
+# THP mode madvise or always on the node; set it to "" to turn it off.
 ENV NODE_ENV=production \
     PORT=8080 \
     HOST=0.0.0.0 \

@@ -114,7 +114,7 @@ describe("Dockerfile (mirror-cache image)", () => {
     expect(finalStage.some((i) => i.op === "ENV" && /\bPORT=8080\b/.test(i.args))).toBe(true);
   });
 
-  it("the service's malloc asks for huge pages (GLIBC_TUNABLES), as `npm start` and the bench run it", async () => {
+  it("the service's malloc asks for huge pages (GLIBC_TUNABLES), as `npm start` runs it too", async () => {
     const { hugePagesStatus, mallocHugetlb } = await import("../../service/huge-pages.ts");
     const env = finalStage.filter((i) => i.op === "ENV").map((i) => i.args).join(" ");
     const tunables = /\bGLIBC_TUNABLES=(\S+)/.exec(env)?.[1];

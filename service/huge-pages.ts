@@ -9,6 +9,10 @@
 // README, "Performance", has the measurements.
 import { readFileSync } from "node:fs";
 
+/** The GLIBC_TUNABLES value that puts malloc on transparent huge pages: what the start's warning
+ * tells to set, and what the bench runs every Node server with. */
+export const HUGE_PAGES_TUNABLES = "glibc.malloc.hugetlb=1";
+
 /** What decides it, read from the process and the kernel (`readHugePagesFacts`). */
 export interface HugePagesFacts {
   /** The GLIBC_TUNABLES this process started with. */
@@ -37,7 +41,7 @@ export function mallocHugetlb(tunables: string | undefined): string | undefined 
 }
 
 export function hugePagesStatus(f: HugePagesFacts): HugePagesStatus {
-  const fix = "set GLIBC_TUNABLES=glibc.malloc.hugetlb=1 in the service's environment (the image sets it)";
+  const fix = `set GLIBC_TUNABLES=${HUGE_PAGES_TUNABLES} in the service's environment (the image sets it)`;
   if (f.thpMode === undefined || f.thpMode === "never")
     return { on: false, why: `the kernel's transparent huge pages are ${f.thpMode ?? "not available"}: record bodies sit on 4 KiB pages (THP mode madvise or always on the node allows them)` };
   if (f.thpMode === "always") return { on: true, why: "the kernel's THP mode is always" };

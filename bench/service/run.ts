@@ -40,6 +40,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
+import { HUGE_PAGES_TUNABLES } from "../../service/huge-pages.ts";
 import { freePort, startRedis, type RedisServer } from "../../test/support/redis-server.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -68,7 +69,7 @@ const NODE_FLAGS: readonly string[] = arg("node-flags", "").split(" ").filter(Bo
  * runs them all without it. */
 const HUGE_PAGES = arg("huge-pages", "on");
 if (HUGE_PAGES !== "on" && HUGE_PAGES !== "off") throw new Error(`--huge-pages must be on or off, not ${JSON.stringify(HUGE_PAGES)}`);
-const NODE_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: HUGE_PAGES === "on" ? "glibc.malloc.hugetlb=1" : "" };
+const NODE_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: HUGE_PAGES === "on" ? HUGE_PAGES_TUNABLES : "" };
 /** Rounds of the alternating forwarder / test-path runs (see benchForwardAndTestPath). */
 const ROUNDS = Math.max(1, Number(arg("rounds", "3")));
 /** --profile: start our service and the forwarder with --cpu-prof (profiles land in the run's tmp dir). */
